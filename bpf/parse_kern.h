@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * parse_kern.h - header parsing for the xdpctl XDP program.
+ *
+ * Walks Ethernet, up to two VLAN tags (802.1Q and 802.1ad, in any order),
+ * IPv4 (options honoured) and IPv6 (extension headers walked), and fills a
+ * struct xdpctl_pkt: the protocol class, and the pointers later stages use.
+ * It never touches a map (BCC rewrites map calls only in the main file), and
+ * it never reads a byte past data_end: every read is preceded by a check.
+ *
+ * A header that is cut short or invalid classes the frame as <family>/other,
+ * the family being the one its EtherType names.
+ *
+ * May include: linux UAPI headers, xdpctl_kern_user.h.
+ */
+#ifndef XDPCTL_PARSE_KERN_H
+#define XDPCTL_PARSE_KERN_H
+
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include "xdpctl_kern_user.h"
+
+#define XDPCTL_VLAN_MAX     2   /* QinQ: an outer and an inner tag */
+#define XDPCTL_IPV6_EXT_MAX 8   /* extension headers walked before giving up */
+
+#define XDPCTL_IP_MF        0x2000
+#define XDPCTL_IP_OFFSET    0x1fff
+
+/* linux/if_vlan.h is a kernel-internal header; this is its on-wire tag. */
+struct xdpctl_vlan_hdr {
+	__be16 tci;
+	__be16 encapsulated_proto;
+};
+
+struct xdpctl_pkt {
+	void *l2;            /* Ethernet header */
+	void *l3;            /* IPv4 or IPv6 header, when is_ip */
+	void *l4;            /* transport header, when l4proto is known */
+	__u32 class;         /* XDPCTL_CLASS_* */
+	__be16 ethertype;    /* innermost EtherType, network order */
+	__u16 vlan_id;       /* outer VLAN id, when nvlan > 0 */
+	__u8 nvlan;          /* VLAN tags looked through */
+	__u8 is_ip;          /* EtherType IPv4 or IPv6 */
+	__u8 l4proto;        /* IPv4 protocol or IPv6 upper-layer header */
+	__u8 frag_later;     /* a non-first fragment: no transport header */
+};
+
+static __always_inline __u32 xdpctl_class_ipv4(__u8 proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return XDPCTL_CLASS_IPV4_TCP;
+	case IPPROTO_UDP:
+		return XDPCTL_CLASS_IPV4_UDP;
+	case IPPROTO_ICMP:
+		return XDPCTL_CLASS_IPV4_ICMP;
+	default:
+		return XDPCTL_CLASS_IPV4_OTHER;
+	}
+}
+
+static __always_inline __u32 xdpctl_class_ipv6(__u8 proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return XDPCTL_CLASS_IPV6_TCP;
+	case IPPROTO_UDP:
+		return XDPCTL_CLASS_IPV6_UDP;
+	case IPPROTO_ICMPV6:
+		return XDPCTL_CLASS_IPV6_ICMPV6;
+	default:
+		return XDPCTL_CLASS_IPV6_OTHER;
+	}
+}
+
+static __always_inline void xdpctl_parse_ipv4(struct xdpctl_pkt *pkt, void *data_end)
+{
+	struct iphdr *iph = pkt->l3;
+	__u32 hlen;
+
+	pkt->class = XDPCTL_CLASS_IPV4_OTHER;
+	/* Bounds: the fixed 20-byte header must be in the frame. */
+	if ((void *)(iph + 1) > data_end)
+		return;
+	if (iph->version != 4 || iph->ihl < 5)
+		return;
+	hlen = iph->ihl * 4;
+	/* Bounds: options, when present, must be in the frame too. */
+	if ((void *)iph + hlen > data_end)
+		return;
+	pkt->l4proto = iph->protocol;
+	pkt->l4 = (void *)iph + hlen;
+	pkt->frag_later = (iph->frag_off & __constant_htons(XDPCTL_IP_OFFSET)) != 0;
+	/* Fragments are classed by their protocol field, like first ones. */
+	pkt->class = xdpctl_class_ipv4(iph->protocol);
+}
+
+/* The extension headers xdpctl walks; all others end the walk. */
+static __always_inline int xdpctl_ipv6_is_ext(__u8 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_FRAGMENT || nexthdr == IPPROTO_DSTOPTS ||
+	       nexthdr == IPPROTO_AH;
+}
+
+static __always_inline void xdpctl_parse_ipv6(struct xdpctl_pkt *pkt, void *data_end)
+{
+	struct ipv6hdr *ip6h = pkt->l3;
+	struct ipv6_opt_hdr *opt;
+	void *cur = ip6h + 1;
+	__u8 nexthdr;
+	int i;
+
+	pkt->class = XDPCTL_CLASS_IPV6_OTHER;
+	/* Bounds: the fixed 40-byte header must be in the frame. */
+	if (cur > data_end)
+		return;
+	nexthdr = ip6h->nexthdr;
+
+#pragma unroll
+	for (i = 0; i < XDPCTL_IPV6_EXT_MAX; i++) {
+		if (!xdpctl_ipv6_is_ext(nexthdr))
+			break;
+		opt = cur;
+		/* Bounds: every extension header starts with 8 bytes or more. */
+		if ((void *)opt + 8 > data_end)
+			return;
+		if (nexthdr == IPPROTO_FRAGMENT) {
+			/* Fragment header: fixed 8 bytes; offset in bits 3..15. */
+			__be16 frag_off = *(__be16 *)((void *)opt + 2);
+
+			pkt->frag_later = (frag_off & __constant_htons(0xfff8)) != 0;
+			cur += 8;
+		} else if (nexthdr == IPPROTO_AH) {
+			cur += (opt->hdrlen + 2) * 4;
+		} else {
+			cur += (opt->hdrlen + 1) * 8;
+		}
+		nexthdr = opt->nexthdr;
+	}
+	/* Still an extension header: more than we walk, so no transport. */
+	if (xdpctl_ipv6_is_ext(nexthdr))
+		return;
+	pkt->l4proto = nexthdr;
+	pkt->l4 = cur;
+	pkt->class = xdpctl_class_ipv6(nexthdr);
+}
+
+static __always_inline void xdpctl_parse(struct xdpctl_pkt *pkt, void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+	struct xdpctl_vlan_hdr *vh;
+	void *cur = eth + 1;
+	__be16 proto;
+	int i;
+
+	pkt->l2 = data;
+	pkt->class = XDPCTL_CLASS_OTHER;
+	/* Bounds: a frame shorter than an Ethernet header is "other". */
+	if (cur > data_end)
+		return;
+	/* struct ethhdr is packed: read the EtherType as one aligned 16-bit load. */
+	proto = *(__be16 *)((void *)eth + 12);
+
+#pragma unroll
+	for (i = 0; i < XDPCTL_VLAN_MAX; i++) {
+		if (proto != __constant_htons(ETH_P_8021Q) && proto != __constant_htons(ETH_P_8021AD))
+			break;
+		vh = cur;
+		/* Bounds: a cut-short tag leaves the frame "other". */
+		if ((void *)(vh + 1) > data_end)
+			return;
+		if (i == 0)
+			pkt->vlan_id = bpf_ntohs(vh->tci) & 0x0fff;
+		pkt->nvlan = i + 1;
+		proto = vh->encapsulated_proto;
+		cur = vh + 1;
+	}
+	pkt->ethertype = proto;
+
+	switch (proto) {
+	case __constant_htons(ETH_P_IP):
+		pkt->is_ip = 1;
+		pkt->l3 = cur;
+		xdpctl_parse_ipv4(pkt, data_end);
+		break;
+	case __constant_htons(ETH_P_IPV6):
+		pkt->is_ip = 1;
+		pkt->l3 = cur;
+		xdpctl_parse_ipv6(pkt, data_end);
+		break;
+	case __constant_htons(ETH_P_ARP):
+		pkt->class = XDPCTL_CLASS_ARP;
+		break;
+	default:
+		/* 802.3 length fields, LLDP, a third VLAN tag, and the rest. */
+		break;
+	}
+}
+
+#endif /* XDPCTL_PARSE_KERN_H */

@@ -1,0 +1,3 @@
+from xdpctl.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""xdpctl attach IFACE"""
+
+from __future__ import annotations
+
+import click
+
+from .params import IFACE
+
+
+@click.command()
+@click.argument("iface", type=IFACE)
+@click.option("--drop-non-ip", is_flag=True, help="Drop every frame that is not IPv4 or IPv6 (ARP too).")
+@click.option("--mode", type=click.Choice(["native", "generic", "offload"]), default="native",
+              show_default=True, help="XDP mode. There is no fallback: native fails where unsupported.")
+@click.option("--force", is_flag=True, help="Replace an XDP program that xdpctl did not load.")
+@click.option("--ebpf", is_flag=True, hidden=True, help="Print the C and flags that would be compiled, and exit.")
+@click.pass_obj
+def command(app, iface, drop_non_ip, mode, force, ebpf):
+    """Compile the filter with BCC and attach it to IFACE.
+
+    With no filter option the program passes everything and only counts.
+    Attaching again to an interface xdpctl manages replaces its program
+    atomically and keeps the counters.
+    """
+    from ..program import FilterOptions
+
+    options = FilterOptions(drop_non_ip=drop_non_ip)
+    if ebpf:
+        from ..program import filter_program, render_source
+
+        click.echo(render_source(filter_program(options, "/sys/fs/bpf/xdpctl/ns<netns>/if<ifindex>")))
+        return
+    from ..attach import attach
+    from .output import note
+
+    result = attach(app, iface, mode=mode, options=options, force=force)
+    for line in result.notes:
+        note(line)
+    what = {"own": "replaced xdpctl's program on", "foreign": "replaced a foreign program on"}.get(
+        result.replaced, "attached to")
+    opts = ", ".join(options.describe()) or "count only"
+    click.echo(f"{what} {result.ifname}: prog {result.prog_id} ({result.mode}, {opts})")

@@ -1,0 +1,42 @@
+"""detach: remove xdpctl's program from an interface, with its pins and state.
+
+The removal is a compare-and-swap against the program xdpctl recorded, so a
+program someone else put there in the meantime is never removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import contract, libbpf, privileges
+from .errors import ForeignProgram, NotManaged
+from .target import prog_name, resolve
+
+
+@dataclass
+class DetachResult:
+    ifname: str
+    prog_id: int
+    note: str = ""
+
+
+def detach(app, ifname: str) -> DetachResult:
+    privileges.require_attach(f"detaching XDP from {ifname}")
+    with app.state.lock():
+        target = resolve(app, ifname)
+        if not target.ours:
+            if target.foreign:
+                hint = "xdpctl leaves programs it did not load alone"
+                if target.meta is not None:
+                    hint = ("it replaced xdpctl's program, so xdpctl leaves it alone; "
+                            "`xdpctl clean` removes xdpctl's leftover state")
+                raise ForeignProgram(ifname, target.attached_id,
+                                     prog_name(target.attached_id), hint)
+            if target.stale:
+                target.att.remove()
+                return DetachResult(ifname, 0, "no program was attached; removed xdpctl's leftover state")
+            raise NotManaged(ifname)
+        with libbpf.opened(target.att.pin(contract.PIN_PROG)) as fd:
+            app.netlink.xdp_set(target.link, -1, target.meta.mode_name, expected_fd=fd)
+        target.att.remove()
+        return DetachResult(ifname, target.meta.prog_id)

@@ -1,0 +1,375 @@
+"""The only module that calls libbpf: pinned objects, map I/O, object info and
+BPF_PROG_TEST_RUN, through ctypes.
+
+libbpf (libbpf.so.1) comes with BCC's packages. Going through it rather than
+BCC's Python module lets `xdpctl stats` read pinned maps without loading the
+compiler. Every failing call raises OSError with the kernel's errno; callers
+translate it into a typed error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+_LIB_NAMES = ("libbpf.so.1", "libbpf.so.0", "libbpf.so")
+
+BPF_OBJ_NAME_LEN = 16
+BPF_ANY = 0
+
+
+class _TestRunOpts(ctypes.Structure):
+    """struct bpf_test_run_opts (libbpf >= 0.7)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+class _BatchOpts(ctypes.Structure):
+    """struct bpf_map_batch_opts."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("elem_flags", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+    ]
+
+
+class _ProgInfo(ctypes.Structure):
+    """The leading fields of struct bpf_prog_info (the kernel fills what fits)."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("ifindex", ctypes.c_uint32),
+        ("gpl_compatible", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+    ]
+
+
+class _MapInfo(ctypes.Structure):
+    """The leading fields of struct bpf_map_info."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    id: int
+    type: int
+    name: str
+    tag: str
+    map_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    id: int
+    type: int
+    name: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+
+
+_lib = None
+
+
+def _load():
+    global _lib
+    if _lib is None:
+        last: OSError | None = None
+        for name in _LIB_NAMES:
+            try:
+                lib = ctypes.CDLL(name, use_errno=True)
+                break
+            except OSError as exc:
+                last = exc
+        else:
+            raise OSError(f"cannot load libbpf ({last})")
+        vp, u32, u64, cp = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_char_p
+        u32p = ctypes.POINTER(ctypes.c_uint32)
+        for fname, args in {
+            "bpf_obj_get": [cp],
+            "bpf_obj_pin": [ctypes.c_int, cp],
+            "bpf_map_lookup_elem": [ctypes.c_int, vp, vp],
+            "bpf_map_update_elem": [ctypes.c_int, vp, vp, u64],
+            "bpf_map_delete_elem": [ctypes.c_int, vp],
+            "bpf_map_get_next_key": [ctypes.c_int, vp, vp],
+            "bpf_map_lookup_batch": [ctypes.c_int, vp, vp, vp, vp, u32p, vp],
+            "bpf_map_update_batch": [ctypes.c_int, vp, vp, u32p, vp],
+            "bpf_map_delete_batch": [ctypes.c_int, vp, u32p, vp],
+            "bpf_prog_get_fd_by_id": [u32],
+            "bpf_map_get_fd_by_id": [u32],
+            "bpf_prog_get_next_id": [u32, u32p],
+            "bpf_map_get_next_id": [u32, u32p],
+            "bpf_obj_get_info_by_fd": [ctypes.c_int, vp, u32p],
+            "bpf_prog_test_run_opts": [ctypes.c_int, vp],
+            "libbpf_num_possible_cpus": [],
+        }.items():
+            fn = getattr(lib, fname)
+            fn.argtypes = args
+            fn.restype = ctypes.c_int
+        _lib = lib
+    return _lib
+
+
+def available() -> bool:
+    try:
+        _load()
+    except OSError:
+        return False
+    return True
+
+
+def _check(ret: int) -> int:
+    """libbpf returns -errno on failure (and sets errno)."""
+    if ret < 0:
+        err = -ret if ret != -1 else (ctypes.get_errno() or 1)
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+def _buf(data: bytes | int) -> ctypes.Array:
+    if isinstance(data, int):
+        return ctypes.create_string_buffer(data)
+    return ctypes.create_string_buffer(data, len(data))
+
+
+# --- pinned objects ----------------------------------------------------------
+
+
+def obj_get(path: str) -> int:
+    """Open a pinned program or map; returns an fd the caller closes."""
+    return _check(_load().bpf_obj_get(os.fsencode(path)))
+
+
+def obj_pin(fd: int, path: str) -> None:
+    _check(_load().bpf_obj_pin(fd, os.fsencode(path)))
+
+
+@contextlib.contextmanager
+def opened(path: str) -> Iterator[int]:
+    fd = obj_get(path)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    """Needs CAP_SYS_ADMIN."""
+    return _check(_load().bpf_prog_get_fd_by_id(prog_id))
+
+
+def map_fd_by_id(map_id: int) -> int:
+    """Needs CAP_SYS_ADMIN."""
+    return _check(_load().bpf_map_get_fd_by_id(map_id))
+
+
+def _ids(getter: str) -> list[int]:
+    fn = getattr(_load(), getter)
+    out, cur, nxt = [], 0, ctypes.c_uint32()
+    while fn(cur, ctypes.byref(nxt)) == 0:
+        cur = nxt.value
+        out.append(cur)
+    return out
+
+
+def prog_ids() -> list[int]:
+    """Every loaded program's id (needs CAP_SYS_ADMIN)."""
+    return _ids("bpf_prog_get_next_id")
+
+
+def map_ids() -> list[int]:
+    """Every map's id (needs CAP_SYS_ADMIN)."""
+    return _ids("bpf_map_get_next_id")
+
+
+# --- object info -------------------------------------------------------------
+
+
+def prog_info(fd: int) -> ProgInfo:
+    lib = _load()
+    info = _ProgInfo()
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check(lib.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)))
+    ids: tuple[int, ...] = ()
+    if info.nr_map_ids:
+        arr = (ctypes.c_uint32 * info.nr_map_ids)()
+        again = _ProgInfo()
+        again.nr_map_ids = info.nr_map_ids
+        again.map_ids = ctypes.addressof(arr)
+        size = ctypes.c_uint32(ctypes.sizeof(again))
+        _check(lib.bpf_obj_get_info_by_fd(fd, ctypes.byref(again), ctypes.byref(size)))
+        ids = tuple(arr[: again.nr_map_ids])
+    return ProgInfo(
+        id=info.id,
+        type=info.type,
+        name=info.name.decode(errors="replace"),
+        tag=bytes(info.tag).hex(),
+        map_ids=ids,
+    )
+
+
+def map_info(fd: int) -> MapInfo:
+    info = _MapInfo()
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check(_load().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)))
+    return MapInfo(
+        id=info.id,
+        type=info.type,
+        name=info.name.decode(errors="replace"),
+        key_size=info.key_size,
+        value_size=info.value_size,
+        max_entries=info.max_entries,
+        flags=info.map_flags,
+    )
+
+
+# --- map I/O -----------------------------------------------------------------
+
+
+def possible_cpus() -> int:
+    return _check(_load().libbpf_num_possible_cpus())
+
+
+def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
+    """The value under key, or None when there is none."""
+    value = _buf(value_size)
+    ret = _load().bpf_map_lookup_elem(fd, _buf(key), value)
+    if ret < 0 and -ret == 2:  # ENOENT
+        return None
+    _check(ret)
+    return value.raw
+
+
+def map_update(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+    _check(_load().bpf_map_update_elem(fd, _buf(key), _buf(value), flags))
+
+
+def map_delete(fd: int, key: bytes) -> bool:
+    """Delete key; False when it was not there."""
+    ret = _load().bpf_map_delete_elem(fd, _buf(key))
+    if ret < 0 and -ret == 2:
+        return False
+    _check(ret)
+    return True
+
+
+def map_keys(fd: int, key_size: int) -> list[bytes]:
+    lib = _load()
+    keys: list[bytes] = []
+    cur = None
+    nxt = _buf(key_size)
+    while True:
+        ret = lib.bpf_map_get_next_key(fd, None if cur is None else _buf(cur), nxt)
+        if ret < 0:
+            if -ret == 2:
+                return keys
+            _check(ret)
+        cur = nxt.raw
+        keys.append(cur)
+
+
+def map_lookup_batch(fd: int, key_size: int, value_size: int, max_entries: int) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) of a map in as few syscalls as the kernel allows."""
+    lib = _load()
+    chunk = max(1, min(max_entries, 4096))
+    keys = _buf(key_size * chunk)
+    values = _buf(value_size * chunk)
+    out_batch = _buf(max(key_size, 8))
+    in_batch = None
+    opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
+    result: list[tuple[bytes, bytes]] = []
+    while True:
+        count = ctypes.c_uint32(chunk)
+        ret = lib.bpf_map_lookup_batch(
+            fd, in_batch, out_batch, keys, values, ctypes.byref(count), ctypes.byref(opts)
+        )
+        if ret < 0 and -ret != 2:
+            _check(ret)
+        kraw, vraw = keys.raw, values.raw
+        for i in range(count.value):
+            result.append(
+                (kraw[i * key_size : (i + 1) * key_size], vraw[i * value_size : (i + 1) * value_size])
+            )
+        if ret < 0:  # ENOENT: that was the last batch
+            return result
+        in_batch = _buf(out_batch.raw)
+
+
+def map_update_batch(fd: int, keys: bytes, values: bytes, count: int, flags: int = BPF_ANY) -> None:
+    """Write count (key, value) pairs given as two packed byte strings."""
+    if not count:
+        return
+    opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts), elem_flags=flags)
+    n = ctypes.c_uint32(count)
+    _check(_load().bpf_map_update_batch(fd, _buf(keys), _buf(values), ctypes.byref(n), ctypes.byref(opts)))
+
+
+# --- BPF_PROG_TEST_RUN -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestRun:
+    retval: int
+    duration_ns: int
+    data_out: bytes
+
+    __test__ = False  # not a pytest class
+
+
+def prog_test_run(fd: int, data: bytes, repeat: int = 1) -> TestRun:
+    """Run an XDP program over one frame `repeat` times, in the kernel."""
+    data_in = _buf(data)
+    data_out = _buf(len(data) + 256)
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.cast(data_in, ctypes.c_void_p),
+        data_out=ctypes.cast(data_out, ctypes.c_void_p),
+        data_size_in=len(data),
+        data_size_out=len(data_out),
+        repeat=repeat,
+    )
+    _check(_load().bpf_prog_test_run_opts(fd, ctypes.byref(opts)))
+    return TestRun(opts.retval, opts.duration, data_out.raw[: opts.data_size_out])

@@ -1,0 +1,94 @@
+"""Which variant of the XDP program to build, as -D flags on unchanged C.
+
+Nothing here edits C source: options become -D definitions, and every variant
+is valid C. render_source() shows exactly what would be compiled (the hidden
+--ebpf flag prints it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import contract
+
+FILTER_SOURCE = "xdpctl_kern.c"
+EMPTY_SOURCE = "empty_kern.c"
+EMPTY_FUNCTION = "xdpctl_empty"
+
+
+def bpf_dir() -> Path:
+    """The bpf/ sources, shipped inside the package (xdpctl/bpf links to bpf/)."""
+    return Path(__file__).resolve().parent / "bpf"
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """What the user asked the program to do (recorded in the meta map)."""
+
+    drop_non_ip: bool = False
+
+    @property
+    def bits(self) -> int:
+        return contract.OPT_DROP_NON_IP if self.drop_non_ip else 0
+
+    @classmethod
+    def from_bits(cls, bits: int) -> "FilterOptions":
+        return cls(drop_non_ip=bool(bits & contract.OPT_DROP_NON_IP))
+
+    def describe(self) -> list[str]:
+        return ["drop-non-ip"] if self.drop_non_ip else []
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    source: Path
+    function: str
+    defines: tuple[tuple[str, str | None], ...] = ()
+
+    def cflags(self) -> list[str]:
+        flags = [f"-I{self.source.parent}"]
+        for name, value in self.defines:
+            flags.append(f"-D{name}" if value is None else f"-D{name}={value}")
+        return flags
+
+
+def filter_program(options: FilterOptions, pin_dir: str | None) -> BuildRequest:
+    """The xdpctl filter; pin_dir=None builds it unpinned (tests, benchmarks)."""
+    defines: list[tuple[str, str | None]] = []
+    if pin_dir is not None:
+        if '"' in pin_dir or "\\" in pin_dir:
+            raise ValueError(f"unusable pin directory {pin_dir!r}")
+        defines.append(("XDPCTL_PIN_DIR", f'"{pin_dir}"'))
+    if options.drop_non_ip:
+        defines.append(("XDPCTL_DROP_NON_IP", None))
+    return BuildRequest(bpf_dir() / FILTER_SOURCE, contract.PROG_NAME, tuple(defines))
+
+
+def empty_program() -> BuildRequest:
+    return BuildRequest(bpf_dir() / EMPTY_SOURCE, EMPTY_FUNCTION)
+
+
+_LOCAL_INCLUDE = re.compile(r'^#include "([^"]+)"', re.M)
+
+
+def render_source(request: BuildRequest, extra_cflags: list[str] | tuple[str, ...] = ()) -> str:
+    """The flags and every local source file that the compile reads."""
+    out = [f"/* xdpctl: BCC compiles {request.source.name} with:"]
+    out += [f" *   {flag}" for flag in (*request.cflags(), *extra_cflags)]
+    out.append(" */")
+    seen: set[str] = set()
+
+    def emit(path: Path) -> None:
+        if path.name in seen:
+            return
+        seen.add(path.name)
+        text = path.read_text()
+        for name in _LOCAL_INCLUDE.findall(text):
+            if (path.parent / name).is_file():
+                emit(path.parent / name)
+        out.append(f"\n/* ---- {path.name} ---- */\n{text}")
+
+    emit(request.source)
+    return "\n".join(out)

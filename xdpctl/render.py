@@ -1,0 +1,126 @@
+"""The only module that renders with rich: tables for people, sized to fit 80
+columns. Machine-readable output (--json) never comes through here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from rich import box
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from . import contract
+
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False)
+
+
+def number(n: float) -> str:
+    """Exact below ten million, compact (k, M, G, T) above."""
+    if n < 10_000_000:
+        return f"{int(n):,}" if float(n).is_integer() else f"{n:,.1f}"
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:,.0f}"
+
+
+def rate(n: float, unit: str) -> str:
+    for prefix, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{prefix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+def _title(entry: dict) -> str:
+    parts = [f"[bold]{entry['ifname']}[/]", f"ifindex {entry['ifindex']}", entry.get("mode") or "-"]
+    if entry.get("prog_id"):
+        parts.append(f"prog {entry['prog_id']} {entry.get('prog_name') or ''}".rstrip())
+    parts.extend(entry.get("options") or [])
+    return "  ".join(parts)
+
+
+def status_table(data: dict) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for col in ("interface", "ifindex", "mode", "prog id", "name", "xdpctl", "since (UTC)"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("ifindex", "prog id") else "left")
+    for e in data["interfaces"]:
+        managed = ", ".join(["yes", *e.get("options", [])]) if e["managed"] else "no"
+        since = (e.get("attached_at") or "-").replace("T", " ").rstrip("Z")[:16]
+        table.add_row(e["ifname"], str(e["ifindex"]), e["mode"] or "-", str(e["prog_id"] or "-"),
+                      e.get("prog_name") or "?", managed, since)
+    return table
+
+
+def print_status(data: dict) -> None:
+    if not data["interfaces"]:
+        _out.print("No interface carries an XDP program.")
+    else:
+        _out.print(status_table(data))
+    for s in data.get("stale", []):
+        _err.print(f"note: {s['ifname']}: {s['reason']}")
+
+
+def counters_table(entry: dict) -> Table:
+    table = Table(title=_title(entry), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("class")
+    for col in ("pass pkts", "pass bytes", "drop pkts", "drop bytes"):
+        table.add_column(col, justify="right")
+    for cls in contract.CLASSES:
+        c = entry["counters"][cls]
+        table.add_row(cls, number(c["pass"]["packets"]), number(c["pass"]["bytes"]),
+                      number(c["drop"]["packets"]), number(c["drop"]["bytes"]))
+    t = entry["total"]
+    table.add_section()
+    table.add_row("[bold]total[/]", number(t["pass"]["packets"]), number(t["pass"]["bytes"]),
+                  number(t["drop"]["packets"]), number(t["drop"]["bytes"]))
+    return table
+
+
+def print_stats(data: dict) -> None:
+    if not data["interfaces"]:
+        _out.print("No interface carries an xdpctl program; `xdpctl attach IFACE` attaches one.")
+        return
+    _out.print(Group(*(counters_table(e) for e in data["interfaces"])))
+
+
+def rates_table(entry: dict, rates: dict) -> Table:
+    table = Table(title=_title(entry), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("class")
+    for col in ("pass pkts", "pass/s", "pass bit/s", "drop pkts", "drop/s", "drop bit/s"):
+        table.add_column(col, justify="right")
+    for cls in contract.CLASSES:
+        c, r = entry["counters"][cls], rates[cls]
+        table.add_row(cls,
+                      number(c["pass"]["packets"]), rate(r["pass"]["pps"], ""), rate(r["pass"]["bps"], "b"),
+                      number(c["drop"]["packets"]), rate(r["drop"]["pps"], ""), rate(r["drop"]["bps"], "b"))
+    return table
+
+
+def watch(sample: Callable[[], dict], rates_of: Callable[[dict, dict, float], dict],
+          interval: float, iterations: int | None = None) -> None:
+    """Redraw a live table of counters and rates until Ctrl-C."""
+    prev, t_prev = sample(), time.monotonic()
+    with Live(Text("waiting for the first interval..."), console=_out, auto_refresh=False) as live:
+        n = 0
+        while iterations is None or n < iterations:
+            time.sleep(interval)
+            cur, t_cur = sample(), time.monotonic()
+            before = {e["ifindex"]: e for e in prev["interfaces"]}
+            tables = []
+            for e in cur["interfaces"]:
+                old = before.get(e["ifindex"], e)
+                tables.append(rates_table(e, rates_of(old["counters"], e["counters"], t_cur - t_prev)))
+            if not tables:
+                tables = [Text("No interface carries an xdpctl program.")]
+            live.update(Group(*tables), refresh=True)
+            prev, t_prev = cur, t_cur
+            n += 1
+
+
+def note(message: str) -> None:
+    _err.print(message, markup=False)

@@ -1,0 +1,91 @@
+"""status and stats: what is attached where, and what it counted.
+
+Both return plain dicts in the documented JSON schema; the CLI prints them as
+JSON or hands them to xdpctl/render.py. Keys may be added, never removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from . import contract, counters, privileges
+from .errors import NotManaged
+from .program import FilterOptions
+from .target import Target, forget_gone, prog_name, resolve
+
+
+def _when(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _entry(target: Target) -> dict:
+    link, meta = target.link, target.meta
+    entry = {
+        "ifname": link.ifname,
+        "ifindex": link.ifindex,
+        "mode": link.xdp.mode if link.xdp else None,
+        "prog_id": target.attached_id or None,
+        "prog_name": prog_name(target.attached_id, target.att) if target.attached_id else None,
+        "managed": target.ours,
+    }
+    if target.ours:
+        entry["options"] = FilterOptions.from_bits(meta.options).describe()
+        entry["attached_at"] = _when(meta.attached_at)
+    return entry
+
+
+def status(app) -> dict:
+    """Every interface with an XDP program, xdpctl's or not."""
+    gone = forget_gone(app)
+    out = []
+    stale = []
+    for link in app.netlink.links():
+        att = app.state.attachment(app.netns_ino, link.ifindex)
+        meta = att.read_meta() if att.exists() else None
+        target = Target(link, att, meta)
+        if link.xdp:
+            out.append(_entry(target))
+        elif target.stale:
+            stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
+                          "reason": "xdpctl's state remains but no program is attached"})
+    result = {"interfaces": out}
+    if stale or gone:
+        result["stale"] = stale + [{"ifname": n, "ifindex": None, "reason": "interface gone; state removed"}
+                                   for n in gone]
+    return result
+
+
+def _managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
+    if ifnames:
+        targets = []
+        for name in ifnames:
+            target = resolve(app, name)
+            if not target.ours:
+                raise NotManaged(name)
+            targets.append(target)
+        return targets
+    forget_gone(app)
+    targets = []
+    for att in app.state.attachments(app.netns_ino):
+        link = app.netlink.link_by_index(att.ifindex)
+        if link is None:
+            continue
+        target = Target(link, att, att.read_meta())
+        if target.ours:
+            targets.append(target)
+    return targets
+
+
+def stats(app, ifnames: tuple[str, ...] = (), reset: bool = False) -> dict:
+    """Counters of the given managed interfaces, or of all of them."""
+    privileges.require_bpf("reading xdpctl's counters")
+    out = []
+    for target in _managed_targets(app, ifnames):
+        entry = _entry(target)
+        pin = target.att.pin(contract.PIN_COUNTERS)
+        entry["counters"] = counters.read(pin)
+        entry["total"] = counters.total(entry["counters"])
+        if reset:
+            counters.reset(pin)
+        out.append(entry)
+    return {"interfaces": out}

@@ -1,0 +1,102 @@
+"""One interface as xdpctl sees it: the link, its recorded state, and whether
+the program on it is xdpctl's.
+
+Ownership is decided here and nowhere else: the interface carries xdpctl's
+program only when its attached program id is the one xdpctl recorded for that
+(netns, ifindex). A name or an ifindex alone proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import contract, libbpf, privileges
+from .errors import InterfaceGone, InterfaceNotFound
+from .netlink import Link
+from .state import Attachment
+
+
+@dataclass
+class Target:
+    link: Link
+    att: Attachment
+    meta: contract.Meta | None
+
+    @property
+    def ifname(self) -> str:
+        return self.link.ifname
+
+    @property
+    def attached_id(self) -> int:
+        return self.link.xdp.prog_id if self.link.xdp else 0
+
+    @property
+    def ours(self) -> bool:
+        """The interface carries the program xdpctl recorded for it."""
+        return self.meta is not None and self.attached_id != 0 and self.attached_id == self.meta.prog_id
+
+    @property
+    def foreign(self) -> bool:
+        return self.attached_id != 0 and not self.ours
+
+    @property
+    def stale(self) -> bool:
+        """xdpctl kept state for this ifindex, but its program is not there."""
+        return self.att.exists() and not self.ours
+
+
+def resolve(app, ifname: str) -> Target:
+    """The interface named ifname in xdpctl's namespace.
+
+    If it is gone but xdpctl kept state for it, the state is removed and
+    InterfaceGone is raised.
+    """
+    try:
+        link = app.netlink.link(ifname)
+    except InterfaceNotFound:
+        if forget_gone(app, ifname):
+            raise InterfaceGone(ifname) from None
+        raise
+    att = app.state.attachment(app.netns_ino, link.ifindex)
+    meta = att.read_meta() if att.exists() else None
+    return Target(link, att, meta)
+
+
+def forget_gone(app, ifname: str | None = None) -> list[str]:
+    """Remove state whose interface no longer exists; return those names."""
+    gone = []
+    for att in app.state.attachments(app.netns_ino):
+        if app.netlink.link_by_index(att.ifindex) is not None:
+            continue
+        meta = att.read_meta()
+        name = meta.ifname if meta else f"if{att.ifindex}"
+        if ifname is None or name == ifname:
+            att.remove()
+            gone.append(name)
+    return gone
+
+
+def prog_name(prog_id: int, att: Attachment | None = None) -> str:
+    """A program's name: from xdpctl's pin when it is ours, else by id (needs
+    CAP_SYS_ADMIN); '?' when the kernel will not say."""
+    if att is not None:
+        try:
+            with libbpf.opened(att.pin(contract.PIN_PROG)) as fd:
+                info = libbpf.prog_info(fd)
+                if info.id == prog_id:
+                    return info.name
+        except OSError:
+            pass
+    if not privileges.can_inspect_foreign():
+        return "?"
+    try:
+        fd = libbpf.prog_fd_by_id(prog_id)
+    except OSError:
+        return "?"
+    try:
+        return libbpf.prog_info(fd).name or "?"
+    except OSError:
+        return "?"
+    finally:
+        os.close(fd)
