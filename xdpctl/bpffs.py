@@ -55,7 +55,7 @@ def ensure_mounted(path: str = BPFFS) -> bool:
             "is sysfs mounted? (`mount -t sysfs sysfs /sys`)"
         )
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_void_p]
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
     ret = libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, b"mode=0700")
     if ret != 0:
         err = ctypes.get_errno()

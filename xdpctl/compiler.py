@@ -90,6 +90,21 @@ def compile_error_summary(output: str) -> str:
     return "clang reported no error line; run with --verbose for its output"
 
 
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """Set variables (BCC_KERNEL_SOURCE) for one compile, then restore them."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @dataclass
 class Loaded:
     """A compiled, loaded program. Its fds stay valid until close()."""
@@ -101,7 +116,7 @@ class Loaded:
     _closed: bool = field(default=False, repr=False)
 
     def map_fd(self, name: str) -> int:
-        return self.bpf.get_table(name).map_fd
+        return self.bpf.get_table(name.encode()).map_fd
 
     def close(self) -> None:
         if not self._closed:
@@ -121,10 +136,9 @@ def compile_and_load(
     """
     bcc = _import_bcc()
     headers = headers or find_kernel_headers()
-    os.environ.update(headers.env)
     cflags = [*request.cflags(), *headers.cflags]
     module = None
-    with _captured_output() as out:
+    with _environment(headers.env), _captured_output() as out:
         try:
             module = bcc.BPF(src_file=str(request.source).encode(), cflags=cflags, device=device)
         except Exception:  # BCC raises bare Exception with no detail

@@ -47,10 +47,13 @@ def total(counters: Counters) -> dict[str, dict[str, int]]:
 
 
 def read(pin: str) -> Counters:
-    value_size = contract.COUNTER.size * libbpf.possible_cpus()
     with libbpf.opened(pin) as fd:
-        entries = libbpf.map_lookup_batch(fd, _KEY.size, value_size, contract.COUNTERS_MAX)
-    return decode(entries)
+        return read_fd(fd)
+
+
+def read_fd(fd: int) -> Counters:
+    value_size = contract.COUNTER.size * libbpf.possible_cpus()
+    return decode(libbpf.map_lookup_batch(fd, _KEY.size, value_size, contract.COUNTERS_MAX))
 
 
 def reset(pin: str) -> None:

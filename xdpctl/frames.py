@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from dataclasses import dataclass
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
@@ -31,24 +30,12 @@ from scapy.layers.l2 import ARP, LLC, STP, Dot1AD, Dot1Q, Dot3, Ether  # noqa: E
 from scapy.packet import Padding, Raw  # noqa: E402
 from scapy.utils import PcapReader, wrpcap  # noqa: E402
 
+from .endpoints import Endpoints  # noqa: E402
+
 PROFILES = ("mix", "ip", "non-ip", "syn-flood", "udp-flood", "icmp-flood")
 LLDP_MAC = "01:80:c2:00:00:0e"
 STP_MAC = "01:80:c2:00:00:00"
 MAX_DISTINCT_SOURCES = 1024  # a flood cycles through at most this many built frames
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Who talks to whom: the sender (src) and the interface under test (dst)."""
-
-    src_mac: str
-    dst_mac: str
-    src4: str
-    dst4: str
-    src6: str
-    dst6: str
-    sport: int = 40000
-    dport: int = 9  # discard
 
 
 def _eth(ep: Endpoints, vlans: tuple[int, ...] = ()):

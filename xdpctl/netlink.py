@@ -143,7 +143,10 @@ class Netlink:
     def __init__(self, namespace: str | None = None):
         try:
             if namespace:
-                self._ipr = IPRoute(ext_ack=True, netns=namespace)
+                if not os.path.exists(_netns_path(namespace)):
+                    raise BadInput(f"no network namespace named {namespace!r}; `ip netns list` lists them")
+                # flags=0: never create the namespace (pyroute2's default would).
+                self._ipr = IPRoute(ext_ack=True, netns=namespace, flags=0)
             else:
                 self._ipr = IPRoute(ext_ack=True)
         except OSError as exc:
@@ -262,6 +265,9 @@ class Netlink:
 
     def link_up(self, ifname: str) -> None:
         self._ipr.link("set", index=self.link(ifname).ifindex, state="up")
+
+    def link_set_address(self, ifname: str, mac: str) -> None:
+        self._ipr.link("set", index=self.link(ifname).ifindex, address=mac)
 
     def link_set_mtu(self, ifname: str, mtu: int) -> None:
         self._ipr.link("set", index=self.link(ifname).ifindex, mtu=mtu)

@@ -45,14 +45,21 @@ def _title(entry: dict) -> str:
 
 
 def status_table(data: dict) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for col in ("interface", "ifindex", "mode", "prog id", "name", "xdpctl", "since (UTC)"):
-        table.add_column(col, overflow="fold", justify="right" if col in ("ifindex", "prog id") else "left")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("interface", no_wrap=True)
+    table.add_column("mode", no_wrap=True)
+    table.add_column("prog id", justify="right", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("xdpctl", max_width=28)
     for e in data["interfaces"]:
-        managed = ", ".join(["yes", *e.get("options", [])]) if e["managed"] else "no"
-        since = (e.get("attached_at") or "-").replace("T", " ").rstrip("Z")[:16]
-        table.add_row(e["ifname"], str(e["ifindex"]), e["mode"] or "-", str(e["prog_id"] or "-"),
-                      e.get("prog_name") or "?", managed, since)
+        if e["managed"]:
+            since = (e.get("attached_at") or "").replace("T", " ")[5:16]
+            managed = f"yes, since {since}Z"
+            if e.get("options"):
+                managed += "\n" + ", ".join(e["options"])
+        else:
+            managed = "no"
+        table.add_row(e["ifname"], e["mode"] or "-", str(e["prog_id"] or "-"), e.get("prog_name") or "?", managed)
     return table
 
 

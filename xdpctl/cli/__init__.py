@@ -99,7 +99,8 @@ def cli(ctx: click.Context, netns: str | None, verbose: bool) -> None:
     xdpctl status                      which interfaces carry XDP programs
     xdpctl detach eth0                 remove xdpctl's program
     """
-    ctx.obj = App(netns=netns, verbose=verbose)
+    if ctx.obj is None:  # tests inject their own App
+        ctx.obj = App(netns=netns, verbose=verbose)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,64 @@
+"""After detach nothing of xdpctl's is left: no program, no map, no pin."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from conftest import attached_prog_id, netns_ino
+from xdpctl import libbpf
+from xdpctl.state import STATE_ROOT
+
+pytestmark = pytest.mark.kernel
+
+
+def alive(kind: str, obj_id: int) -> bool:
+    getter = libbpf.prog_fd_by_id if kind == "prog" else libbpf.map_fd_by_id
+    try:
+        fd = getter(obj_id)
+    except FileNotFoundError:
+        return False
+    os.close(fd)
+    return True
+
+
+def wait_gone(kind: str, ids, timeout=5.0) -> set:
+    """The kernel frees programs and maps after an RCU grace period."""
+    deadline = time.monotonic() + timeout
+    left = set(ids)
+    while left and time.monotonic() < deadline:
+        left = {i for i in left if alive(kind, i)}
+        time.sleep(0.05)
+    return left
+
+
+def test_detach_leaves_no_program_map_or_pin(klab):
+    klab.xdpctl("attach", klab.iface, "--drop-non-ip")
+    prog_id = attached_prog_id(klab)
+    fd = libbpf.prog_fd_by_id(prog_id)
+    try:
+        map_ids = libbpf.prog_info(fd).map_ids
+    finally:
+        os.close(fd)
+    state_dir = f"{STATE_ROOT}/ns{netns_ino(klab.lab.host_netns)}"
+    assert sorted(os.listdir(state_dir)) and map_ids
+    pins = os.listdir(os.path.join(state_dir, os.listdir(state_dir)[0]))
+    assert sorted(pins) == ["counters", "meta", "prog"]
+
+    out = klab.xdpctl("detach", klab.iface)
+    assert f"detached prog {prog_id}" in out.stdout
+    assert attached_prog_id(klab) == 0
+    assert not os.path.exists(state_dir)
+    assert wait_gone("prog", [prog_id]) == set()
+    assert wait_gone("map", map_ids) == set()
+    assert klab.xdpctl.json("status") == {"interfaces": []}
+    r = klab.xdpctl("detach", klab.iface, check=False)
+    assert r.returncode == 1 and "manages no program" in r.stderr
+
+
+def test_stats_of_an_unmanaged_interface_is_refused(klab):
+    r = klab.xdpctl("stats", klab.iface, check=False)
+    assert r.returncode == 1 and "manages no program" in r.stderr
+    assert klab.xdpctl.json("stats") == {"interfaces": []}

@@ -1,0 +1,119 @@
+"""Argument validation and error translation, with no root and no kernel:
+every failure is one line on stderr, a non-zero exit, and no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from xdpctl import privileges
+from xdpctl.app import App
+from xdpctl.cli import cli
+
+runner = CliRunner()
+
+
+def run(*args, obj=None):
+    return runner.invoke(cli, list(args), obj=obj)
+
+
+def assert_one_line_error(result, code, *fragments):
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("xdpctl: error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("name, why", [
+    ("a" * 16, "16 bytes long"),
+    ("ethé" * 4, "bytes long"),
+    ("eth/0", "not a valid interface name"),
+    ("eth 0", "not a valid interface name"),
+    ("..", "not a valid interface name"),
+    ("", "cannot be empty"),
+])
+def test_bad_interface_names(name, why):
+    for cmd in ("attach", "detach", "stats"):
+        assert_one_line_error(run(cmd, name), 2, why)
+
+
+def test_bad_mode():
+    assert_one_line_error(run("attach", "eth0", "--mode", "turbo"), 2, "--mode", "native")
+
+
+def test_unknown_option_and_command():
+    assert_one_line_error(run("attach", "eth0", "--drop-everything"), 2, "--drop-everything")
+    assert_one_line_error(run("frobnicate"), 2, "frobnicate")
+
+
+def test_bad_interval():
+    assert_one_line_error(run("stats", "--watch", "--interval", "0"), 2, "--interval")
+    assert_one_line_error(run("stats", "--watch", "--json"), 2, "--watch")
+
+
+def test_missing_capabilities_are_named(monkeypatch):
+    monkeypatch.setattr(privileges, "effective", lambda *a: set())
+    assert_one_line_error(run("attach", "eth0"), 1, "CAP_BPF and CAP_NET_ADMIN")
+    assert_one_line_error(run("detach", "eth0"), 1, "CAP_BPF and CAP_NET_ADMIN")
+    monkeypatch.setattr(privileges, "effective", lambda *a: {privileges.CAP_BPF})
+    assert_one_line_error(run("attach", "eth0"), 1, "needs CAP_NET_ADMIN")
+
+
+def test_stats_needs_cap_bpf(monkeypatch):
+    monkeypatch.setattr(privileges, "effective", lambda *a: {privileges.CAP_NET_ADMIN})
+    assert_one_line_error(run("stats", "--json"), 1, "CAP_BPF")
+
+
+def test_unknown_netns_is_one_line():
+    assert_one_line_error(run("--netns", "xdpctl-no-such-ns", "status"), 2, "xdpctl-no-such-ns")
+
+
+def test_internal_errors_are_one_line_and_exit_70(monkeypatch):
+    import xdpctl.report
+
+    def boom(app):
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(xdpctl.report, "status", boom)
+    assert_one_line_error(run("status"), 70, "internal error", "kaput", "--verbose")
+    verbose = run("-v", "status")
+    assert "Traceback" in verbose.stderr and verbose.exit_code == 70
+
+
+def test_ctrl_c_exits_130(monkeypatch):
+    import xdpctl.report
+
+    def interrupted(app):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xdpctl.report, "status", interrupted)
+    result = run("status")
+    assert result.exit_code == 130 and "Traceback" not in result.stderr
+
+
+def test_ebpf_prints_the_compiled_source_and_flags():
+    result = run("attach", "eth0", "--drop-non-ip", "--ebpf")
+    assert result.exit_code == 0
+    assert "-DXDPCTL_DROP_NON_IP" in result.stdout
+    assert "-DXDPCTL_PIN_DIR=" in result.stdout
+    for name in ("xdpctl_kern.c", "parse_kern.h", "xdpctl_kern_user.h"):
+        assert f"---- {name} ----" in result.stdout
+    plain = run("attach", "eth0", "--ebpf")
+    assert "XDPCTL_DROP_NON_IP" not in plain.stdout.split("*/")[0]
+
+
+def test_version_and_help():
+    assert run("--version").stdout.startswith("xdpctl, version ")
+    help_text = run("--help").stdout
+    for cmd in ("attach", "detach", "stats", "status"):
+        assert cmd in help_text
+
+
+def test_app_is_injectable():
+    app = App(netns=None)
+    result = runner.invoke(cli, ["attach", "eth0", "--ebpf"], obj=app)
+    assert result.exit_code == 0

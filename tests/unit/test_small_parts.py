@@ -1,0 +1,61 @@
+"""bpffs detection, verifier-log summaries, program variants."""
+
+from __future__ import annotations
+
+from xdpctl import bpffs
+from xdpctl.compiler import compile_error_summary, verifier_summary
+from xdpctl.program import FilterOptions, empty_program, filter_program
+
+MOUNTINFO = """\
+23 27 0:22 / /sys rw,relatime - sysfs sysfs rw
+42 23 0:39 / /sys/fs/bpf rw,relatime - bpf bpf rw
+55 23 0:50 / /mnt/with\\040space rw - bpf bpf rw
+"""
+
+
+def test_bpffs_mount_detection(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO)
+    assert bpffs.is_mounted("/sys/fs/bpf", str(info))
+    assert bpffs.is_mounted("/mnt/with space", str(info))
+    assert not bpffs.is_mounted("/sys", str(info))
+    info.write_text(MOUNTINFO + "60 42 0:60 / /sys/fs/bpf rw - tmpfs tmpfs rw\n")
+    assert not bpffs.is_mounted("/sys/fs/bpf", str(info))  # shadowed by a later mount
+
+
+VERIFIER_LOG = """\
+bpf: Failed to load program: Permission denied
+0: R1=ctx() R10=fp0
+; void *data = (void *)(long)ctx->data;
+0: (79) r2 = *(u64 *)(r1 +0)
+1: (71) r0 = *(u8 *)(r2 +12)
+invalid access to packet, off=12 size=1, R2(id=0,off=12,r=0)
+R2 offset is outside of the packet
+processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+
+HINT: The invalid mem access 'inv' error can happen if you try to dereference memory without first using bpf_probe_read_kernel() to copy it to the BPF stack.
+"""
+
+
+def test_verifier_summary_is_the_reason():
+    assert verifier_summary(VERIFIER_LOG) == "R2 offset is outside of the packet"
+
+
+def test_compile_error_summary_names_the_line():
+    out = "/virtual/main.c:12:5: error: use of undeclared identifier 'foo'\n1 error generated.\n"
+    assert compile_error_summary(out) == "bpf source:12:5: error: use of undeclared identifier 'foo'"
+
+
+def test_variants_are_flags_not_edits():
+    plain = filter_program(FilterOptions(), None)
+    drop = filter_program(FilterOptions(drop_non_ip=True), "/sys/fs/bpf/xdpctl/ns1/if2")
+    assert plain.source == drop.source
+    assert "-DXDPCTL_DROP_NON_IP" in drop.cflags() and "-DXDPCTL_DROP_NON_IP" not in plain.cflags()
+    assert '-DXDPCTL_PIN_DIR="/sys/fs/bpf/xdpctl/ns1/if2"' in drop.cflags()
+    assert not any(f.startswith("-DXDPCTL_PIN_DIR") for f in plain.cflags())
+    assert empty_program().source.name == "empty_kern.c"
+
+
+def test_options_bits_round_trip():
+    for opts in (FilterOptions(), FilterOptions(drop_non_ip=True)):
+        assert FilterOptions.from_bits(opts.bits) == opts
