@@ -31,20 +31,24 @@
 #define XDPCTL_CLASS_ARP          8
 #define XDPCTL_CLASS_OTHER        9
 #define XDPCTL_CLASS_MAX          10
+/* Every IPv4 and IPv6 class has a code below XDPCTL_CLASS_ARP, and every
+ * other class does not: the program tells IP from non-IP with one compare. */
 
 /* Verdicts, as counted (not the XDP_* return codes). */
 #define XDPCTL_VERDICT_PASS       0
 #define XDPCTL_VERDICT_DROP       1
 #define XDPCTL_VERDICT_MAX        2
 
-/* Key of the counters map: one slot per (class, verdict). */
-#define XDPCTL_COUNTER_KEY(class, verdict) ((class) * XDPCTL_VERDICT_MAX + (verdict))
-#define XDPCTL_COUNTERS_MAX (XDPCTL_CLASS_MAX * XDPCTL_VERDICT_MAX)
-
-/* Value of the counters map (per CPU). bytes is the frame length XDP sees. */
+/* Packets and bytes; bytes is the frame length as XDP sees it. */
 struct xdpctl_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* The counters map: a per-CPU array keyed by class (XDPCTL_CLASS_MAX
+ * entries), each value holding the counts of both verdicts. */
+struct xdpctl_class_counters {
+	struct xdpctl_counter verdict[XDPCTL_VERDICT_MAX];
 };
 
 /* Attach modes, as stored in struct xdpctl_meta. */

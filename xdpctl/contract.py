@@ -29,16 +29,11 @@ CLASS_CODES: dict[str, int] = {name: code for code, name in enumerate(CLASSES)}
 # Verdicts, in code order.
 VERDICTS: tuple[str, ...] = ("pass", "drop")
 
-COUNTERS_MAX = len(CLASSES) * len(VERDICTS)
-
-
-def counter_key(class_code: int, verdict_code: int) -> int:
-    """XDPCTL_COUNTER_KEY(class, verdict)."""
-    return class_code * len(VERDICTS) + verdict_code
-
-
 # struct xdpctl_counter: packets, bytes.
 COUNTER = struct.Struct("<QQ")
+# struct xdpctl_class_counters: the value under each class key, one
+# struct xdpctl_counter per verdict, in verdict order.
+CLASS_COUNTERS = struct.Struct("<" + "QQ" * len(VERDICTS))
 
 # Attach modes (XDPCTL_MODE_*), by the names the CLI uses.
 MODES: dict[str, int] = {"native": 1, "generic": 2, "offload": 3}

@@ -1,8 +1,9 @@
 """The per-protocol pass/drop counters: reading, summing over CPUs, zeroing.
 
-The map is a per-CPU array keyed by XDPCTL_COUNTER_KEY(class, verdict); each
-CPU holds its own struct xdpctl_counter, and the total is their sum over every
-possible CPU (the kernel sizes per-CPU values by possible, not online, CPUs).
+The map is a per-CPU array keyed by class; each CPU holds its own struct
+xdpctl_class_counters (packets and bytes per verdict), and the total is their
+sum over every possible CPU (the kernel sizes per-CPU values by possible, not
+online, CPUs).
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ def empty() -> Counters:
 def decode(entries: list[tuple[bytes, bytes]]) -> Counters:
     """Counters from (key, per-CPU value) pairs as the kernel returns them."""
     out = empty()
+    nv = len(contract.VERDICTS)
     for key, value in entries:
         (k,) = _KEY.unpack(key)
-        if k >= contract.COUNTERS_MAX:
+        if k >= len(contract.CLASSES):
             continue
-        cls = contract.CLASSES[k // len(contract.VERDICTS)]
-        verdict = contract.VERDICTS[k % len(contract.VERDICTS)]
-        packets = nbytes = 0
-        for p, b in contract.COUNTER.iter_unpack(value):
-            packets += p
-            nbytes += b
-        out[cls][verdict] = {"packets": packets, "bytes": nbytes}
+        sums = [0] * (2 * nv)
+        for per_cpu in contract.CLASS_COUNTERS.iter_unpack(value):
+            for i, n in enumerate(per_cpu):
+                sums[i] += n
+        cls = contract.CLASSES[k]
+        for v, verdict in enumerate(contract.VERDICTS):
+            out[cls][verdict] = {"packets": sums[2 * v], "bytes": sums[2 * v + 1]}
     return out
 
 
@@ -51,16 +53,19 @@ def read(pin: str) -> Counters:
         return read_fd(fd)
 
 
+def _value_size() -> int:
+    return contract.CLASS_COUNTERS.size * libbpf.possible_cpus()
+
+
 def read_fd(fd: int) -> Counters:
-    value_size = contract.COUNTER.size * libbpf.possible_cpus()
-    return decode(libbpf.map_lookup_batch(fd, _KEY.size, value_size, contract.COUNTERS_MAX))
+    return decode(libbpf.map_lookup_batch(fd, _KEY.size, _value_size(), len(contract.CLASSES)))
 
 
 def reset(pin: str) -> None:
-    value_size = contract.COUNTER.size * libbpf.possible_cpus()
-    keys = b"".join(_KEY.pack(k) for k in range(contract.COUNTERS_MAX))
+    n = len(contract.CLASSES)
+    keys = b"".join(_KEY.pack(k) for k in range(n))
     with libbpf.opened(pin) as fd:
-        libbpf.map_update_batch(fd, keys, bytes(value_size * contract.COUNTERS_MAX), contract.COUNTERS_MAX)
+        libbpf.map_update_batch(fd, keys, bytes(_value_size() * n), n)
 
 
 def rates(before: Counters, after: Counters, seconds: float) -> dict[str, dict[str, dict[str, float]]]:

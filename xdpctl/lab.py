@@ -16,12 +16,14 @@ discovery), and the peer's IPv4 address exists only for frames' sake.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
 from . import netlink
 from .endpoints import Endpoints
 from .errors import BadInput, XdpctlError
+from .state import State
 
 NETNS_PREFIX = "xdpctl-lab-"
 HOST_PREFIX = "xl-"
@@ -179,15 +181,27 @@ def _build(lab: Lab) -> None:
         peer.link_up(lab.peer_if)
 
 
-def down(lab: Lab) -> None:
-    """Remove a lab's network plumbing: the host end and its namespaces.
+def _netns_ino(name: str | None) -> int:
+    return os.stat(f"{netlink.NETNS_RUN_DIR}/{name}" if name else "/proc/thread-self/ns/net").st_ino
 
-    Deleting the veth pair takes any XDP program on it along; the caller
-    removes xdpctl's state for it first (xdpctl/cli/lab.py does).
-    """
-    if lab.host_netns is None:
-        with netlink.Netlink() as host:
-            host.link_delete(lab.host_if)
+
+def down(lab: Lab, state: State | None = None) -> None:
+    """Remove a lab: the host end, its namespaces, and any xdpctl state for
+    the host end (deleting the veth takes its XDP program along)."""
+    state = state or State()
+    stale = None
+    host_ns_alive = lab.host_netns is None or lab.host_netns in netlink.netns_names()
+    if host_ns_alive:
+        with netlink.Netlink(namespace=lab.host_netns) as host:
+            try:
+                ifindex = host.link(lab.host_if).ifindex
+                stale = state.attachment(_netns_ino(lab.host_netns), ifindex)
+            except XdpctlError:
+                pass
+            if lab.host_netns is None:
+                host.link_delete(lab.host_if)
     netlink.netns_remove(lab.netns)
     if lab.host_netns:
         netlink.netns_remove(lab.host_netns)
+    if stale is not None:
+        stale.remove()

@@ -4,8 +4,9 @@ columns. Machine-readable output (--json) never comes through here.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from rich import box
 from rich.console import Console, Group
@@ -127,6 +128,64 @@ def watch(sample: Callable[[], dict], rates_of: Callable[[dict, dict, float], di
             live.update(Group(*tables), refresh=True)
             prev, t_prev = cur, t_cur
             n += 1
+
+
+@contextlib.contextmanager
+def progress(count: int | None, duration: float | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar for a bounded send; yields a callback taking frames sent."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=_err, transient=True) as bar:
+        task = bar.add_task("send", total=count)
+        last = [0.0]
+
+        def advance(sent: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.1:  # redrawing per batch would cost more than sending
+                last[0] = now
+                bar.update(task, completed=sent)
+
+        yield advance
+
+
+def print_sent(report: dict) -> None:
+    (entry,) = report["interfaces"]
+    table = Table(title=f"sent towards [bold]{entry['ifname']}[/]", box=box.SIMPLE_HEAD, pad_edge=False,
+                  title_justify="left")
+    table.add_column("class")
+    table.add_column("packets", justify="right")
+    table.add_column("bytes", justify="right")
+    for cls in contract.CLASSES:
+        c = entry["counters"][cls]["sent"]
+        table.add_row(cls, number(c["packets"]), number(c["bytes"]))
+    _out.print(table)
+    _out.print(f"{report['frames']:,} frames ({report['distinct_frames']} distinct) in "
+               f"{report['seconds']:.3f} s: {rate(report['fps'], ' frames/s')}")
+
+
+def print_bench(report: dict) -> None:
+    opts = ", ".join(report["program"]["options"]) or "count only"
+    table = Table(title=f"xdpctl ({opts}, {report['program']['source']}) vs the empty XDP program",
+                  box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    has_xf = any("xdp_filter_ns" in r for r in report["frames"])
+    table.add_column("frame")
+    table.add_column("bytes", justify="right")
+    table.add_column("empty ns", justify="right")
+    table.add_column("xdpctl ns", justify="right")
+    table.add_column("ratio", justify="right")
+    if has_xf:
+        table.add_column("xdp-filter ns", justify="right")
+        table.add_column("ratio", justify="right")
+    for r in report["frames"]:
+        row = [r["frame"], str(r["bytes"]), f"{r['empty_ns']:.2f}", f"{r['xdpctl_ns']:.2f}",
+               f"{r['xdpctl_ratio']:.3f}x"]
+        if has_xf:
+            row += [f"{r['xdp_filter_ns']:.2f}", f"{r['xdp_filter_ratio']:.3f}x"]
+        table.add_row(*row)
+    _out.print(table)
+    _out.print(f"{report['rounds']} rounds x {report['repeat']:,} runs per program and frame; medians. "
+               "The ns are this machine's; the ratios are the figures.")
 
 
 def note(message: str) -> None:

@@ -40,15 +40,27 @@ def test_class_codes_match_header_in_order():
     assert int(d["XDPCTL_CLASS_MAX"]) == len(contract.CLASSES)
 
 
-def test_verdicts_and_counter_keys():
+def test_ip_classes_sort_below_arp():
+    arp = contract.CLASS_CODES["arp"]
+    for name, code in contract.CLASS_CODES.items():
+        assert (code < arp) == name.startswith(("ipv4/", "ipv6/")), name
+
+
+def test_verdicts():
     d = defines()
     assert int(d["XDPCTL_VERDICT_PASS"]) == contract.VERDICTS.index("pass")
     assert int(d["XDPCTL_VERDICT_DROP"]) == contract.VERDICTS.index("drop")
     assert int(d["XDPCTL_VERDICT_MAX"]) == len(contract.VERDICTS)
-    # XDPCTL_COUNTER_KEY(class, verdict) ((class) * XDPCTL_VERDICT_MAX + (verdict))
-    assert "((class) * XDPCTL_VERDICT_MAX + (verdict))" in HEADER
-    assert contract.counter_key(3, 1) == 3 * len(contract.VERDICTS) + 1
-    assert contract.COUNTERS_MAX == len(contract.CLASSES) * len(contract.VERDICTS)
+
+
+def test_class_counters_layout():
+    body = re.search(r"struct xdpctl_class_counters \{(.*?)\};", HEADER, re.S).group(1)
+    fields = re.findall(r"^\s*struct (\w+) (\w+)\[(\w+)\];", body, re.M)
+    assert fields == [("xdpctl_counter", "verdict", "XDPCTL_VERDICT_MAX")]
+    assert contract.CLASS_COUNTERS.size == contract.COUNTER.size * len(contract.VERDICTS)
+    assert contract.CLASS_COUNTERS.format == "<" + contract.COUNTER.format[1:] * len(contract.VERDICTS)
+    source = (bpf_dir() / "xdpctl_kern.c").read_text()
+    assert re.search(r"struct xdpctl_class_counters, xdpctl_counters,\s+XDPCTL_CLASS_MAX", source)
 
 
 def test_modes_and_options():

@@ -13,16 +13,20 @@ from xdpctl import contract, counters, render
 from xdpctl.cli.output import emit_json
 
 
-def per_cpu(*pairs):
-    return b"".join(contract.COUNTER.pack(p, b) for p, b in pairs)
+def per_cpu(*cpus):
+    """Per-CPU struct xdpctl_class_counters: (pass pkts, bytes, drop pkts, bytes)."""
+    return b"".join(contract.CLASS_COUNTERS.pack(*c) for c in cpus)
+
+
+def key(cls):
+    return struct.pack("<I", contract.CLASS_CODES[cls])
 
 
 def sample_entries():
-    key = lambda cls, verdict: struct.pack("<I", contract.counter_key(contract.CLASS_CODES[cls], verdict))  # noqa: E731
     return [
-        (key("ipv4/udp", 0), per_cpu((3, 300), (4, 400))),
-        (key("arp", 1), per_cpu((1, 42), (0, 0))),
-        (key("other", 1), per_cpu((0, 0), (2, 120))),
+        (key("ipv4/udp"), per_cpu((3, 300, 0, 0), (4, 400, 0, 0))),
+        (key("arp"), per_cpu((0, 0, 1, 42), (0, 0, 0, 0))),
+        (key("other"), per_cpu((0, 0, 0, 0), (0, 0, 2, 120))),
     ]
 
 
@@ -42,7 +46,7 @@ def test_total_is_the_sum_of_classes():
 
 def test_rates_and_reset_between_readings():
     before = counters.decode(sample_entries())
-    after = counters.decode([(k, per_cpu((10, 1000), (10, 1000))) for k, _ in sample_entries()])
+    after = counters.decode([(k, per_cpu((10, 1000, 10, 1000), (10, 1000, 10, 1000))) for k, _ in sample_entries()])
     r = counters.rates(before, after, 2.0)
     assert r["ipv4/udp"]["pass"] == {"pps": (20 - 7) / 2, "bps": (2000 - 700) * 8 / 2}
     # A reset makes the counters go down: the rate is 0, not negative.

@@ -27,6 +27,9 @@ COMMANDS = {
     "detach": "detach",
     "status": "status",
     "stats": "stats",
+    "lab": "lab",
+    "gen": "gen",
+    "bench": "bench",
 }
 
 

@@ -1,0 +1,58 @@
+"""xdpctl bench"""
+
+from __future__ import annotations
+
+import click
+
+from .params import IFACE, json_option
+
+
+@click.command()
+@click.argument("iface", type=IFACE, required=False)
+@click.option("--lab", "lab_name", metavar="NAME", help="Measure the program on lab NAME's interface.")
+@click.option("--drop-non-ip", is_flag=True, help="Without IFACE: measure the --drop-non-ip variant.")
+@click.option("--xdp-filter", "with_xdp_filter", is_flag=True,
+              help="Also measure xdp-filter (all features, one port and one IP rule) on the same frames.")
+@click.option("--repeat", type=click.IntRange(1000, 100_000_000), default=2_000_000, show_default=True,
+              help="Runs per measurement.")
+@click.option("--rounds", type=click.IntRange(1, 101), default=12, show_default=True,
+              help="Alternations of the programs; the report gives medians.")
+@json_option
+@click.pass_obj
+def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, repeat, rounds, as_json):
+    """Per-packet cost of xdpctl's program against the empty XDP program,
+    through BPF_PROG_TEST_RUN, on IPv4/UDP, VLAN IPv4/UDP, IPv6/TCP and ARP.
+
+    With IFACE (or --lab), the program is built as that interface's was (an
+    unpinned twin, so live counters are not touched).
+    """
+    from ..bench import bench
+    from ..errors import BadInput, NotManaged
+    from ..privileges import require_attach
+    from ..program import FilterOptions
+
+    require_attach("loading programs to benchmark")
+    if iface and lab_name:
+        raise BadInput("give IFACE or --lab, not both")
+    options, source = FilterOptions(drop_non_ip=drop_non_ip), "options given"
+    if lab_name:
+        from .. import lab as labs
+
+        iface = labs.find(lab_name).host_if
+    if iface:
+        from ..target import resolve
+
+        target = resolve(app, iface)
+        if not target.ours:
+            raise NotManaged(iface)
+        options = FilterOptions.from_bits(target.meta.options)
+        source = f"as attached to {iface} (prog {target.meta.prog_id})"
+    report = bench(options, source, repeat=repeat, rounds=rounds, with_xdp_filter=with_xdp_filter)
+    if as_json:
+        from .output import emit_json
+
+        emit_json(report)
+    else:
+        from ..render import print_bench
+
+        print_bench(report)
