@@ -73,8 +73,8 @@ def print_status(data: dict) -> None:
         _err.print(f"note: {s['ifname']}: {s['reason']}")
 
 
-def counters_table(entry: dict) -> Table:
-    table = Table(title=_title(entry), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+def counters_table(entry: dict) -> Group:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("class")
     for col in ("pass pkts", "pass bytes", "drop pkts", "drop bytes"):
         table.add_column(col, justify="right")
@@ -86,7 +86,7 @@ def counters_table(entry: dict) -> Table:
     table.add_section()
     table.add_row("[bold]total[/]", number(t["pass"]["packets"]), number(t["pass"]["bytes"]),
                   number(t["drop"]["packets"]), number(t["drop"]["bytes"]))
-    return table
+    return Group(Text.from_markup(_title(entry)), table)
 
 
 def print_stats(data: dict) -> None:
@@ -96,17 +96,17 @@ def print_stats(data: dict) -> None:
     _out.print(Group(*(counters_table(e) for e in data["interfaces"])))
 
 
-def rates_table(entry: dict, rates: dict) -> Table:
-    table = Table(title=_title(entry), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+def rates_table(entry: dict, rates: dict) -> Group:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("class")
-    for col in ("pass pkts", "pass/s", "pass bit/s", "drop pkts", "drop/s", "drop bit/s"):
+    for col in ("pass pkts", "pkt/s", "bit/s", "drop pkts", "pkt/s", "bit/s"):
         table.add_column(col, justify="right")
     for cls in contract.CLASSES:
         c, r = entry["counters"][cls], rates[cls]
         table.add_row(cls,
                       number(c["pass"]["packets"]), rate(r["pass"]["pps"], ""), rate(r["pass"]["bps"], "b"),
                       number(c["drop"]["packets"]), rate(r["drop"]["pps"], ""), rate(r["drop"]["bps"], "b"))
-    return table
+    return Group(Text.from_markup(_title(entry)), table)
 
 
 def watch(sample: Callable[[], dict], rates_of: Callable[[dict, dict, float], dict],
