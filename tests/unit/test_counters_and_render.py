@@ -121,3 +121,15 @@ def test_numbers_are_exact_until_ten_million():
     assert render.number(9_999_999) == "9,999,999"
     assert render.number(12_345_678) == "12.35M"
     assert render.rate(1_500_000, "b") == "1.5Mb"
+
+
+def test_watch_redraws_rates(monkeypatch):
+    second = stats_data()
+    second["interfaces"][0]["counters"]["ipv4/udp"]["pass"] = {"packets": 107, "bytes": 10700}
+    readings = iter([stats_data(), second])
+    console = Console(file=io.StringIO(), width=80, record=True)
+    monkeypatch.setattr(render, "_out", console)
+    monkeypatch.setattr(render.time, "sleep", lambda s: None)
+    render.watch(lambda: next(readings), counters.rates, interval=1.0, iterations=1)
+    text = console.export_text()
+    assert "pkt/s" in text and "ipv4/udp" in text and "eth0" in text
