@@ -24,7 +24,8 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then
         "$@"
     elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
+        # Bytecode written as root into the user's checkout would be root's.
+        sudo env PYTHONDONTWRITEBYTECODE=1 "$@"
     else
         die "this step needs root: run as root, or install sudo"
     fi
