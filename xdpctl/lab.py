@@ -203,5 +203,6 @@ def down(lab: Lab, state: State | None = None) -> None:
     netlink.netns_remove(lab.netns)
     if lab.host_netns:
         netlink.netns_remove(lab.host_netns)
-    if stale is not None:
-        stale.remove()
+    if stale is not None and stale.exists():
+        with state.lock():
+            stale.remove()

@@ -81,8 +81,6 @@ class Attachment:
     def remove(self) -> None:
         """Unpin everything (maps and program go when nothing else holds them)."""
         shutil.rmtree(self.path, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self.path.parent.rmdir()  # the netns directory, once empty
 
 
 def _state_error(exc: OSError, what: str) -> XdpctlError:
@@ -94,6 +92,7 @@ def _state_error(exc: OSError, what: str) -> XdpctlError:
 class State:
     def __init__(self, root: str = STATE_ROOT):
         self.root = Path(root)
+        self._held = False
 
     def ensure_root(self) -> None:
         try:
@@ -132,22 +131,52 @@ class State:
 
     @contextlib.contextmanager
     def lock(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-        """Serialise changes: one xdpctl at a time changes anything on bpffs."""
-        self.ensure_root()
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise XdpctlError(
-                            f"another xdpctl process held {self.root} for {timeout:.0f} s; "
-                            "is one stuck? (`fuser -v` on the directory shows it)"
-                        ) from None
-                    time.sleep(0.02)
+        """Serialise changes: one xdpctl at a time changes anything on bpffs.
+
+        The root is removed once nothing is left in it (prune), so a waiter may
+        wake holding the lock of a directory that is gone: it then retries on
+        the one now at the path.
+        """
+        if self._held:  # re-entrant: an operation may call another one
             yield
-        finally:
-            os.close(fd)
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            self.ensure_root()
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise XdpctlError(
+                                f"another xdpctl process held {self.root} for {timeout:.0f} s; "
+                                "is one stuck? (`fuser -v` on the directory shows it)"
+                            ) from None
+                        time.sleep(0.02)
+                try:
+                    current = os.stat(self.root).st_ino
+                except FileNotFoundError:
+                    current = None
+                if current != os.fstat(fd).st_ino:
+                    continue  # locked a root that was pruned meanwhile
+                self._held = True
+                try:
+                    yield
+                finally:
+                    self._held = False
+                    self.prune()
+                return
+            finally:
+                os.close(fd)
+
+    def prune(self) -> None:
+        """Remove empty namespace directories, then the root if it is empty
+        (lock() does, before it lets go: nothing of xdpctl's stays behind)."""
+        for entry in os.listdir(self.root) if self.root.is_dir() else []:
+            with contextlib.suppress(OSError):
+                (self.root / entry).rmdir()
+        with contextlib.suppress(OSError):
+            self.root.rmdir()

@@ -63,18 +63,28 @@ def resolve(app, ifname: str) -> Target:
     return Target(link, att, meta)
 
 
-def forget_gone(app, ifname: str | None = None) -> list[str]:
-    """Remove state whose interface no longer exists; return those names."""
-    gone = []
+def _gone(app, ifname: str | None) -> list[tuple]:
+    found = []
     for att in app.state.attachments(app.netns_ino):
         if app.netlink.link_by_index(att.ifindex) is not None:
             continue
         meta = att.read_meta()
         name = meta.ifname if meta else f"if{att.ifindex}"
         if ifname is None or name == ifname:
+            found.append((att, name))
+    return found
+
+
+def forget_gone(app, ifname: str | None = None) -> list[str]:
+    """Remove state whose interface no longer exists; return those names.
+    Looks without the lock first, so read-only commands stay read-only."""
+    if not _gone(app, ifname):
+        return []
+    with app.state.lock():
+        gone = _gone(app, ifname)
+        for att, _ in gone:
             att.remove()
-            gone.append(name)
-    return gone
+    return [name for _, name in gone]
 
 
 def prog_name(prog_id: int, att: Attachment | None = None) -> str:

@@ -147,13 +147,3 @@ def snapshot(klab) -> dict:
     with netlink.Netlink(namespace=klab.lab.host_netns) as nl:
         links = {link.ifname: link.xdp for link in nl.links()}
     return {"bpffs": tree, "progs": libbpf.prog_ids(), "maps": libbpf.map_ids(), "links": links}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def state_root_left_as_found():
-    """xdpctl keeps its (empty) state root as the lock's anchor; a test
-    session that created it removes it again."""
-    existed = os.path.exists(STATE_ROOT)
-    yield
-    if not existed and os.path.isdir(STATE_ROOT) and not os.listdir(STATE_ROOT):
-        os.rmdir(STATE_ROOT)

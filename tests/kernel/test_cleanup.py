@@ -62,3 +62,13 @@ def test_stats_of_an_unmanaged_interface_is_refused(klab):
     r = klab.xdpctl("stats", klab.iface, check=False)
     assert r.returncode == 1 and "manages no program" in r.stderr
     assert klab.xdpctl.json("stats") == {"interfaces": []}
+
+
+def test_the_state_root_goes_with_the_last_attachment(klab):
+    klab.xdpctl("attach", klab.iface)
+    assert os.path.isdir(STATE_ROOT)
+    klab.xdpctl("detach", klab.iface)
+    # Other attachments (another test run's, a user's) would keep it; this lab's was the only one.
+    assert not os.path.exists(f"{STATE_ROOT}/ns{netns_ino(klab.lab.host_netns)}")
+    if os.path.isdir(STATE_ROOT):
+        assert os.listdir(STATE_ROOT)

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from conftest import attached_prog_id
+from conftest import attached_prog_id, netns_ino
+from xdpctl.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 
@@ -21,8 +22,7 @@ def test_attach_refuses_a_foreign_program_and_names_it(klab, foreign_prog):
     assert attached_prog_id(klab) == foreign_prog
     (entry,) = klab.xdpctl.json("status")["interfaces"]
     assert entry["managed"] is False and entry["prog_id"] == foreign_prog
-    assert not os.listdir("/sys/fs/bpf/xdpctl") or all(
-        not os.listdir(f"/sys/fs/bpf/xdpctl/{d}") for d in os.listdir("/sys/fs/bpf/xdpctl"))
+    assert not os.path.exists(f"{STATE_ROOT}/ns{netns_ino(klab.lab.host_netns)}")  # nothing left half-made
 
 
 def test_detach_refuses_a_foreign_program(klab, foreign_prog):
