@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from .errors import BccMissing, CompileFailed, HeadersMissing, MissingCapability, VerifierRejected
+from .errors import BccMissing, CompileFailed, HeadersMissing, MissingCapability, ModeError, VerifierRejected
 from .headers import KernelHeaders, find_kernel_headers
 from .program import BuildRequest
 
@@ -147,6 +147,12 @@ def compile_and_load(
     if module is None:
         if "Unable to find kernel headers" in text:
             raise HeadersMissing(f"BCC found no kernel headers: {text.strip().splitlines()[0]}")
+        if device is not None and " error: " not in text:
+            # BCC creates offloaded maps on the device and says nothing when it cannot.
+            raise ModeError(
+                f"{device} cannot take an offloaded XDP program (hardware offload needs a NIC whose "
+                "driver supports it, such as Netronome's nfp); use --mode native or --mode generic"
+            )
         if "could not open bpf fd from pin" in text.lower() or "pinned" in text.lower():
             raise CompileFailed(
                 "BCC could not open or create the pinned maps: " + text.strip().splitlines()[-1], text

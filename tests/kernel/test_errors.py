@@ -34,7 +34,14 @@ def test_native_unsupported_says_so_and_suggests_generic(klab):
 
 
 def test_offload_on_a_veth_fails_cleanly(klab):
-    assert_failed_cleanly(klab, ["attach", klab.iface, "--mode", "offload"], 1)
+    assert_failed_cleanly(klab, ["attach", klab.iface, "--mode", "offload"], 1,
+                          "cannot take an offloaded XDP program", "--mode native")
+
+
+def test_modes_do_not_mix_on_one_interface(klab):
+    klab.xdpctl("attach", klab.iface)
+    assert_failed_cleanly(klab, ["attach", klab.iface, "--mode", "generic"], 1,
+                          "runs in native mode", f"xdpctl detach {klab.iface}")
 
 
 def test_unknown_interface_and_long_name(klab):
