@@ -73,15 +73,20 @@ def test_incomplete_named_headers_are_refused(klab, tmp_path):
     assert_failed_cleanly(klab, ["attach", klab.iface], 1, "BCC_KERNEL_SOURCE", "kconfig.h", env=env)
 
 
+# In the new mount namespace, make /sys private before touching /sys/fs/bpf, so
+# nothing propagates back to the machine (and "/" need not be a mount point).
+PRIVATE_SYS = "mount --make-rprivate /sys && "
+
+
 def test_bpffs_is_mounted_when_missing(klab):
     """In a private mount namespace without bpffs, attach mounts it itself."""
     script = (
-        "umount /sys/fs/bpf && ! grep -q ' /sys/fs/bpf ' /proc/self/mountinfo && "
+        PRIVATE_SYS + "umount /sys/fs/bpf && ! grep -q ' /sys/fs/bpf ' /proc/self/mountinfo && "
         f"{sys.executable} -m xdpctl --netns {klab.lab.host_netns} attach {klab.iface} && "
         "grep ' /sys/fs/bpf ' /proc/self/mountinfo && "
         f"{sys.executable} -m xdpctl --netns {klab.lab.host_netns} stats --json"
     )
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+    r = subprocess.run(["unshare", "--mount", "--propagation", "unchanged", "sh", "-c", script],
                        capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
     assert " - bpf bpf " in r.stdout and '"managed": true' in r.stdout
@@ -90,12 +95,12 @@ def test_bpffs_is_mounted_when_missing(klab):
 
 def test_bpffs_missing_without_cap_sys_admin(klab):
     script = (
-        "umount /sys/fs/bpf && exec setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin -- "
+        PRIVATE_SYS + "umount /sys/fs/bpf && exec setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin -- "
         f"{sys.executable} -m xdpctl --netns {klab.lab.host_netns} attach {klab.iface}"
     )
     # setns into the lab needs CAP_SYS_ADMIN too; enter it first, then drop it.
     script = script.replace(f"--netns {klab.lab.host_netns} ", "")
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "nsenter",
+    r = subprocess.run(["unshare", "--mount", "--propagation", "unchanged", "nsenter",
                         f"--net=/var/run/netns/{klab.lab.host_netns}", "sh", "-c", script],
                        capture_output=True, text=True, cwd="/")
     assert r.returncode == 1
