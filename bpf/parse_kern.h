@@ -44,6 +44,19 @@ struct xdpctl_pkt {
 	__u8 is_ip;          /* EtherType IPv4 or IPv6 */
 	__u8 l4proto;        /* IPv4 protocol or IPv6 upper-layer header */
 	__u8 frag_later;     /* a non-first fragment: no transport header */
+	__u8 ipv;            /* 4 or 6 once the fixed IP header is known good */
+	/* Transport fields, read by xdpctl_parse_l4() for the rule engine. */
+	__u8 has_proto;      /* l4proto is known */
+	__u8 has_ports;      /* TCP or UDP, not a later fragment, ports in the frame */
+	__u8 has_tcp_flags;
+	__u8 has_icmp;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u16 sport;         /* host order */
+	__u16 dport;
+	__u16 l3_off;        /* l3 - l2, for the rule engine */
+	__u16 l4_off;        /* l4 - l2, for the rule engine */
 };
 
 /*
@@ -62,6 +75,42 @@ struct xdpctl_pkt {
 _Static_assert(XDPCTL_CLASS_IPV4_TCP <= 3 && XDPCTL_CLASS_IPV4_UDP <= 3 &&
 	       XDPCTL_CLASS_IPV4_ICMP <= 3 && XDPCTL_CLASS_IPV4_OTHER == 3,
 	       "the IPv4 classes must be the 2-bit codes 0-3");
+
+/*
+ * Branch-free building blocks. BPF has no conditional move or set-on-
+ * compare, so LLVM lowers `a == b ? x : y` to a branch, and every branch
+ * doubles the paths the verifier walks through the code after it. Where
+ * that multiplies (loops, and the rule engine behind the parser), these
+ * compute the same with arithmetic; the empty asm keeps LLVM from
+ * recognising the select and branching after all.
+ */
+static __always_inline __u32 xdpctl_opaque(__u32 x)
+{
+	asm volatile("" : "+r"(x));
+	return x;
+}
+
+static __always_inline __u64 xdpctl_opaque64(__u64 x)
+{
+	asm volatile("" : "+r"(x));
+	return x;
+}
+
+/* All ones when the low bit of x is set, else zero. */
+#define XDPCTL_ALL(x) xdpctl_opaque(-(__u32)((x) & 1))
+
+/* 1 when x is not zero, else 0. (The barrier sits on the intermediate:
+ * LLVM knows (x | -x) >> 63 as x != 0, and would branch on it.) */
+static __always_inline __u32 xdpctl_nonzero(__u64 x)
+{
+	return xdpctl_opaque64(x | -x) >> 63;
+}
+
+/* 1 when x == y, else 0. */
+static __always_inline __u32 xdpctl_eq(__u64 x, __u64 y)
+{
+	return 1 ^ xdpctl_nonzero(x ^ y);
+}
 
 static __always_inline __u32 xdpctl_class_ipv4(__u8 proto)
 {
@@ -102,8 +151,11 @@ static __always_inline void xdpctl_parse_ipv4(struct xdpctl_pkt *pkt, void *data
 	/* Bounds: options, when present, must be in the frame too. */
 	if ((void *)iph + hlen > data_end)
 		return;
+	pkt->ipv = 4;
+	pkt->has_proto = 1;
 	pkt->l4proto = iph->protocol;
 	pkt->l4 = (void *)iph + hlen;
+	pkt->l4_off = pkt->l4 - pkt->l2;
 	pkt->frag_later = (iph->frag_off & __constant_htons(XDPCTL_IP_OFFSET)) != 0;
 	/* Fragments are classed by their protocol field, like first ones. */
 	pkt->class = xdpctl_class_ipv4(iph->protocol);
@@ -129,34 +181,41 @@ static __always_inline void xdpctl_parse_ipv6(struct xdpctl_pkt *pkt, void *data
 	/* Bounds: the fixed 40-byte header must be in the frame. */
 	if (cur > data_end)
 		return;
+	pkt->ipv = 6;
 	nexthdr = ip6h->nexthdr;
 
 #pragma unroll
 	for (i = 0; i < XDPCTL_IPV6_EXT_MAX; i++) {
+		__u32 frag, ah, other, len;
+
 		if (!xdpctl_ipv6_is_ext(nexthdr))
 			break;
 		opt = cur;
 		/* Bounds: every extension header starts with 8 bytes or more. */
 		if ((void *)opt + 8 > data_end)
 			return;
-		if (nexthdr == IPPROTO_FRAGMENT) {
-			/* Fragment header: fixed 8 bytes; offset in bits 3..15. */
-			__be16 frag_off = *(__be16 *)((void *)opt + 2);
-
-			pkt->frag_later = (frag_off & __constant_htons(0xfff8)) != 0;
-			cur += 8;
-		} else if (nexthdr == IPPROTO_AH) {
-			cur += (opt->hdrlen + 2) * 4;
-		} else {
-			cur += (opt->hdrlen + 1) * 8;
-		}
+		/*
+		 * The header's length, without a branch per header type (each
+		 * would double the paths the verifier walks, per header): the
+		 * fragment header is 8 bytes, AH (hdrlen + 2) * 4, the others
+		 * (hdrlen + 1) * 8. A fragment header with an offset (bits
+		 * 3..15 of its third and fourth bytes) marks a later fragment.
+		 */
+		frag = XDPCTL_ALL(xdpctl_eq(nexthdr, IPPROTO_FRAGMENT));
+		ah = XDPCTL_ALL(xdpctl_eq(nexthdr, IPPROTO_AH));
+		other = ~(frag | ah);
+		len = (8 & frag) | (((opt->hdrlen + 2) * 4) & ah) | (((opt->hdrlen + 1) * 8) & other);
+		pkt->frag_later |= frag & xdpctl_nonzero(*(__be16 *)((void *)opt + 2) & __constant_htons(0xfff8));
 		nexthdr = opt->nexthdr;
+		cur += len;
 	}
 	/* Still an extension header: more than we walk, so no transport. */
 	if (xdpctl_ipv6_is_ext(nexthdr))
 		return;
+	pkt->has_proto = 1;
 	pkt->l4proto = nexthdr;
 	pkt->l4 = cur;
+	pkt->l4_off = cur - pkt->l2;
 	pkt->class = xdpctl_class_ipv6(nexthdr);
 }
 
@@ -207,6 +266,7 @@ static __always_inline void xdpctl_parse(struct xdpctl_pkt *pkt, void *data, voi
 	}
 	pkt->ethertype = proto;
 
+	pkt->l3_off = cur - data;
 	if (__builtin_expect(proto == __constant_htons(ETH_P_IP), 1)) {
 		pkt->is_ip = 1;
 		pkt->l3 = cur;
@@ -219,6 +279,48 @@ static __always_inline void xdpctl_parse(struct xdpctl_pkt *pkt, void *data, voi
 		pkt->class = XDPCTL_CLASS_ARP;
 	}
 	/* Anything else (802.3 length fields, LLDP, ...) stays "other". */
+}
+
+/*
+ * The transport fields rules match on, read from l2 + l4_off (the rule
+ * engine calls this on merged state: see XDPCTL_MERGE in rules_kern.h).
+ * Ports and flags never come from a later fragment, which carries no
+ * transport header: a port rule cannot match one. A transport header cut
+ * short, or starting past XDPCTL_L4_MAX bytes into the frame, is not read.
+ */
+#define XDPCTL_L4_MAX 511
+
+static __always_inline void xdpctl_parse_l4(struct xdpctl_pkt *pkt, void *data, void *data_end)
+{
+	__u8 *l4 = data + (pkt->l4_off & XDPCTL_L4_MAX);
+
+	if (!pkt->has_proto || pkt->frag_later || pkt->l4_off > XDPCTL_L4_MAX)
+		return;
+	if (pkt->l4proto == IPPROTO_TCP) {
+		/* Bounds: ports and the flags byte (offset 13). */
+		if ((void *)(l4 + 14) > data_end)
+			return;
+		pkt->sport = ((__u16)l4[0] << 8) | l4[1];
+		pkt->dport = ((__u16)l4[2] << 8) | l4[3];
+		pkt->tcp_flags = l4[13];
+		pkt->has_ports = 1;
+		pkt->has_tcp_flags = 1;
+	} else if (pkt->l4proto == IPPROTO_UDP) {
+		/* Bounds: the two ports. */
+		if ((void *)(l4 + 4) > data_end)
+			return;
+		pkt->sport = ((__u16)l4[0] << 8) | l4[1];
+		pkt->dport = ((__u16)l4[2] << 8) | l4[3];
+		pkt->has_ports = 1;
+	} else if ((pkt->ipv == 4 && pkt->l4proto == IPPROTO_ICMP) ||
+		   (pkt->ipv == 6 && pkt->l4proto == IPPROTO_ICMPV6)) {
+		/* Bounds: type and code. */
+		if ((void *)(l4 + 2) > data_end)
+			return;
+		pkt->icmp_type = l4[0];
+		pkt->icmp_code = l4[1];
+		pkt->has_icmp = 1;
+	}
 }
 
 #endif /* XDPCTL_PARSE_KERN_H */

@@ -10,6 +10,8 @@
  *   XDPCTL_PIN_DIR="/sys/fs/bpf/..."  pin the maps there (reusing maps that
  *                                     are already pinned); unset: unpinned
  *   XDPCTL_DROP_NON_IP               drop frames that are neither IPv4 nor IPv6
+ *   XDPCTL_POLICY_DENY               drop what no rule decides (default: pass)
+ *   XDPCTL_RULES, XDPCTL_LAYOUT_TAG  the rule engine and its layout (rules_kern.h)
  *
  * BCC rewrites map calls only in this file, so every map and every function
  * that touches one lives here; map-free logic lives in the *_kern.h headers.
@@ -19,13 +21,20 @@
 #include <uapi/linux/bpf.h>
 #include "xdpctl_kern_user.h"
 #include "parse_kern.h"
+#ifdef XDPCTL_RULES
+#include "rules_kern.h"
+#endif /* XDPCTL_RULES */
 
 #ifdef XDPCTL_PIN_DIR
 #define XDPCTL_MAP(type, key, val, name, max, pin) \
 	BPF_TABLE_PINNED(type, key, val, name, max, XDPCTL_PIN_DIR "/" pin)
+#define XDPCTL_MAP_F(type, key, val, name, max, pin, flags) \
+	BPF_TABLE_PINNED(type, key, val, name, max, XDPCTL_PIN_DIR "/" pin, flags)
 #else
 #define XDPCTL_MAP(type, key, val, name, max, pin) \
 	BPF_TABLE(type, key, val, name, max)
+#define XDPCTL_MAP_F(type, key, val, name, max, pin, flags) \
+	BPF_F_TABLE(type, key, val, name, max, flags)
 #endif /* XDPCTL_PIN_DIR */
 
 XDPCTL_MAP("percpu_array", __u32, struct xdpctl_class_counters, xdpctl_counters,
@@ -46,6 +55,99 @@ static __always_inline void xdpctl_count(__u32 class, __u32 verdict, __u64 bytes
 	/* Per-CPU slot: no other CPU writes it, so no atomics are needed. */
 	c->packets++;
 	c->bytes += bytes;
+}
+
+#ifdef XDPCTL_RULES
+/* The active generation, and the rules of both (user space only reads them). */
+XDPCTL_MAP("array", __u32, struct xdpctl_config, xdpctl_config, 1, XDPCTL_PIN_CONFIG);
+XDPCTL_MAP_F("hash", struct xdpctl_rule_key, struct xdpctl_rule, xdpctl_rules, 2 * XDPCTL_MAX_RULES,
+	     XDPCTL_PIN_RULES, BPF_F_NO_PREALLOC);
+/*
+ * Both generations' tables. xdpctl creates and pins this map itself, sized
+ * for struct xdpctl_tables, before compiling: BCC generates code for every
+ * element of a map's value type, which takes seconds per megabyte, so here
+ * the map is declared with a stand-in type and BCC just opens the pin. The
+ * verifier checks every access against the real map.
+ */
+struct xdpctl_tables_pin {
+	__u64 first;
+};
+BPF_TABLE_PINNED("array", __u32, struct xdpctl_tables_pin, xdpctl_tables, 2,
+		 XDPCTL_PIN_DIR "/" XDPCTL_PIN_TABLES "_" XDPCTL_LAYOUT_TAG);
+/* Per-CPU scratch for XDPCTL_MERGE (the program's own: never pinned). */
+BPF_TABLE("percpu_array", __u32, struct xdpctl_scratch, xdpctl_scratch, 1);
+/* The per-rule hits, by slot. */
+XDPCTL_MAP("percpu_array", __u32, struct xdpctl_counter, xdpctl_hits, XDPCTL_SLOTS,
+	   XDPCTL_PIN_HITS "_" XDPCTL_SLOTS_TAG);
+
+_Static_assert(XDPCTL_ACTION_PASS == XDPCTL_VERDICT_PASS && XDPCTL_ACTION_DROP == XDPCTL_VERDICT_DROP,
+	       "a rule's action is its verdict");
+
+/* 1 and the winning rule's verdict when a rule decides the frame, else 0. */
+static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *pkt, __u64 bytes,
+					 __u32 *verdict)
+{
+	const struct xdpctl_decision *win;
+	struct xdpctl_counter *hits;
+	struct xdpctl_tables *t;
+	struct xdpctl_config *cfg;
+	__u32 zero = 0, gen, d, slot;
+	void *data, *data_end;
+
+	struct xdpctl_scratch *sc;
+	const __u8 *l3;
+
+	cfg = xdpctl_config.lookup(&zero);
+	sc = xdpctl_scratch.lookup(&zero);
+	if (!cfg || !sc)
+		return 0;
+	/* Frames shorter than an Ethernet header are left to the policy. */
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + sizeof(struct ethhdr) > data_end)
+		return 0;
+	/* Merge the parser's paths for the verifier first (see XDPCTL_MERGE);
+	 * everything after runs on the merged state. */
+	l3 = xdpctl_merge_fields(pkt, data, data_end, sc);
+#ifdef XDPCTL_NEED_L4
+	xdpctl_parse_l4(pkt, data, data_end);
+#endif /* XDPCTL_NEED_L4 */
+	gen = cfg->gen & 1;
+	t = (struct xdpctl_tables *)xdpctl_tables.lookup(&gen);
+	if (!t)
+		return 0;
+	d = xdpctl_match(t, pkt, l3, data, sc);
+	if (d == XDPCTL_NO_RULE)
+		return 0;
+	win = &t->decision[d & (XDPCTL_DECISIONS - 1)];
+	slot = win->slot;
+	hits = xdpctl_hits.lookup(&slot);
+	if (hits) {
+		/* Per-CPU slot: no atomics needed. */
+		hits->packets++;
+		hits->bytes += bytes;
+	}
+	*verdict = win->action & 1;
+	return 1;
+}
+#endif /* XDPCTL_RULES */
+
+#ifdef XDPCTL_POLICY_DENY
+#define XDPCTL_POLICY_VERDICT XDPCTL_VERDICT_DROP
+#else
+#define XDPCTL_POLICY_VERDICT XDPCTL_VERDICT_PASS
+#endif /* XDPCTL_POLICY_DENY */
+
+/* The verdict of the rules, or of the policy when none decides. */
+static __always_inline __u32 xdpctl_rules_verdict(struct xdp_md *ctx, struct xdpctl_pkt *pkt, __u64 bytes)
+{
+#ifdef XDPCTL_RULES
+	__u32 verdict;
+
+	if (xdpctl_decide(ctx, pkt, bytes, &verdict))
+		return verdict;
+#endif /* XDPCTL_RULES */
+	return XDPCTL_POLICY_VERDICT;
 }
 
 /*
@@ -75,11 +177,15 @@ int xdpctl_filter(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
 	struct xdpctl_pkt pkt = {};
 	__u32 verdict;
 
 	xdpctl_parse(&pkt, data, data_end);
+	/* --drop-non-ip comes first; the rules see only what it lets through. */
 	verdict = xdpctl_drop_non_ip(&pkt);
-	xdpctl_count(pkt.class, verdict, data_end - data);
+	if (!verdict)
+		verdict = xdpctl_rules_verdict(ctx, &pkt, bytes);
+	xdpctl_count(pkt.class, verdict, bytes);
 	return XDP_PASS - verdict;
 }

@@ -17,7 +17,7 @@
 #ifndef XDPCTL_KERN_USER_H
 #define XDPCTL_KERN_USER_H
 
-#define XDPCTL_ABI_VERSION 1
+#define XDPCTL_ABI_VERSION 2
 
 /* Protocol classes: fixed, non-overlapping, and they sum to the total. */
 #define XDPCTL_CLASS_IPV4_TCP     0
@@ -58,6 +58,34 @@ struct xdpctl_class_counters {
 
 /* Option bits, as stored in struct xdpctl_meta.options. */
 #define XDPCTL_OPT_DROP_NON_IP    (1U << 0)
+#define XDPCTL_OPT_POLICY_DENY    (1U << 1)
+
+/*
+ * The shape of the rule engine's tables in the program attached: the -D
+ * flags it was compiled with (xdpctl/layout.py computes the same offsets).
+ * tag 0 means no rule engine. Layout-dependent maps are pinned as
+ * <name>_<tag> (tables) and <name>_<slots> (hits).
+ */
+#define XDPCTL_TRIE_SRC4_BIT      (1U << 0)
+#define XDPCTL_TRIE_SRC6_BIT      (1U << 1)
+#define XDPCTL_TRIE_DST4_BIT      (1U << 2)
+#define XDPCTL_TRIE_DST6_BIT      (1U << 3)
+#define XDPCTL_TRIE_SMAC_BIT      (1U << 4)
+#define XDPCTL_TRIE_DMAC_BIT      (1U << 5)
+#define XDPCTL_NKINDS             11
+#define XDPCTL_NTRIES             6
+
+struct xdpctl_layout {
+	__u32 tag;
+	__u32 tries;                 /* XDPCTL_TRIE_*_BIT */
+	__u32 words;                 /* 64-bit words per rule bitmap */
+	__u32 decisions;             /* entries of the decision array */
+	__u32 slots;                 /* entries of the hits map */
+	__u32 caps[XDPCTL_NKINDS];   /* class records per kind, in XDPCTL_KIND_* bit order */
+	__u32 nodes[XDPCTL_NTRIES];  /* blocks per trie, in XDPCTL_TRIE_*_BIT order */
+	__u32 depths[XDPCTL_NTRIES]; /* levels below the root, per trie */
+	__u32 _pad0;
+};
 
 /*
  * The single entry (key 0) of the meta map: what xdpctl attached, and when.
@@ -75,9 +103,128 @@ struct xdpctl_meta {
 	__u32 mode;
 	__u32 options;
 	__u64 attached_at;   /* seconds since the epoch */
-	__u64 features;      /* feature bits compiled into prog_id */
+	__u64 features;      /* XDPCTL_KIND_* bits compiled into prog_id */
 	char ifname[16];
+	struct xdpctl_layout layout;
 };
+
+/* ---- The rule engine -------------------------------------------------- */
+
+/* Actions of a rule (and of the interface policy). */
+#define XDPCTL_ACTION_PASS        0
+#define XDPCTL_ACTION_DROP        1
+
+/*
+ * Kinds of match. A rule carries a set of them; the program is compiled with
+ * the union over all rules (each kind is a -D flag, XDPCTL_USE_<NAME>).
+ */
+#define XDPCTL_KIND_SRC           (1U << 0)   /* source IPv4/IPv6 prefix */
+#define XDPCTL_KIND_DST           (1U << 1)   /* destination IPv4/IPv6 prefix */
+#define XDPCTL_KIND_PROTO         (1U << 2)   /* IPv4 protocol / IPv6 upper layer */
+#define XDPCTL_KIND_SPORT         (1U << 3)   /* TCP/UDP source port range */
+#define XDPCTL_KIND_DPORT         (1U << 4)   /* TCP/UDP destination port range */
+#define XDPCTL_KIND_SRC_MAC       (1U << 5)
+#define XDPCTL_KIND_DST_MAC       (1U << 6)
+#define XDPCTL_KIND_VLAN          (1U << 7)   /* outer VLAN id */
+#define XDPCTL_KIND_ETHERTYPE     (1U << 8)   /* EtherType after the VLAN tags */
+#define XDPCTL_KIND_TCP_FLAGS     (1U << 9)   /* flags set and flags clear */
+#define XDPCTL_KIND_ICMP          (1U << 10)  /* ICMP/ICMPv6 type, and code */
+
+/* Bits of struct xdpctl_rule.flags. */
+#define XDPCTL_RULE_PRIORITY_SET  (1U << 0)   /* the priority was given, not defaulted */
+#define XDPCTL_RULE_ICMP_CODE     (1U << 1)   /* icmp_code is a match */
+#define XDPCTL_RULE_SRC_V6        (1U << 2)   /* src is an IPv6 prefix */
+#define XDPCTL_RULE_DST_V6        (1U << 3)   /* dst is an IPv6 prefix */
+
+#define XDPCTL_PRIORITY_DEFAULT   1000        /* rules without a priority */
+
+/*
+ * A rule as xdpctl records it (the rules map, key struct xdpctl_rule_key).
+ * Only user space reads it: the program sees rules through the tables.
+ * Addresses are in network order, prefix-length first; ports are host
+ * order, inclusive ranges; MACs are 6 bytes with 2 bytes of padding.
+ */
+struct xdpctl_rule {
+	__u32 id;            /* stable identity (rule del ID) */
+	__u32 seq;           /* order among rules of equal priority */
+	__u32 slot;          /* index of its hits in the hits map */
+	__u32 kinds;         /* XDPCTL_KIND_* */
+	__u16 priority;
+	__u8 action;         /* XDPCTL_ACTION_* */
+	__u8 flags;          /* XDPCTL_RULE_* */
+	__u8 src_len;
+	__u8 dst_len;
+	__u8 proto;
+	__u8 tcp_set;        /* TCP flags that must be set */
+	__u8 tcp_clear;      /* TCP flags that must be clear */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 _pad0;
+	__u16 sport_lo;
+	__u16 sport_hi;
+	__u16 dport_lo;
+	__u16 dport_hi;
+	__u16 vlan;
+	__u16 ethertype;
+	__u8 src[16];
+	__u8 dst[16];
+	__u8 src_mac[8];
+	__u8 dst_mac[8];
+};
+
+/* Key of the rules map: the generation a rule belongs to, and its id. */
+struct xdpctl_rule_key {
+	__u32 gen;
+	__u32 id;
+};
+
+/*
+ * The active generation (config map, key 0). Everything a rule change
+ * touches is written to the other generation first; flipping gen is the
+ * single store that makes it live (and a crash before it changes nothing).
+ */
+struct xdpctl_config {
+	__u32 gen;           /* 0 or 1: read by the program on every frame */
+	__u32 rules;         /* rules in the active generation */
+	__u32 next_id;       /* the id the next added rule gets */
+	__u32 next_seq;      /* the seq the next added rule gets */
+	__u32 _pad0;
+	__u32 _pad1;
+};
+
+/*
+ * What decides a frame: one entry per rule in the tables' decision array.
+ * order = priority << 32 | seq; the lowest order among matching rules wins.
+ */
+struct xdpctl_decision {
+	__u64 order;
+	__u32 slot;
+	__u32 action;
+};
+
+/*
+ * A class record: the rules that match every value of one equivalence class
+ * of one kind of match, as a bitmap over rule positions (positions sort by
+ * order), with a summary bit per 64-bit word; and, for prefix kinds, the
+ * best "plain" rule (a rule with that one prefix as its only match, kept out
+ * of the bitmaps so that block lists of 100,000 prefixes stay small).
+ * Layout, with S = (W + 63) / 64 summary words and W bitmap words:
+ *   __u32 plain; __u32 _pad; __u64 summary[S]; __u64 word[W];
+ */
+#define XDPCTL_NO_RULE            0xffffffffU
+#define XDPCTL_SUMMARY_WORDS(w)   (((w) + 63) / 64)
+#define XDPCTL_CLASS_BYTES(w)     (8 + 8 * (XDPCTL_SUMMARY_WORDS(w) + (w)))
+
+/* Multibit tries for prefixes: a 65536-entry root on the first 16 bits, then
+ * blocks of 256 entries per further byte. An entry with this bit set points
+ * to a block (the index in the low bits); otherwise it is a class id. */
+#define XDPCTL_TRIE_CHILD         0x80000000U
+#define XDPCTL_TRIE_ROOT          65536
+#define XDPCTL_TRIE_BLOCK         256
+
+/* Limits (xdpctl refuses a change past them and leaves the rules as they are). */
+#define XDPCTL_MAX_RULES          131072      /* in all, plain ones included */
+#define XDPCTL_MAX_GENERAL        16384       /* rules with more than one prefix match */
 
 /*
  * Pins, relative to an attachment's directory on bpffs. The maps behind them
@@ -87,6 +234,12 @@ struct xdpctl_meta {
 #define XDPCTL_PIN_COUNTERS       "counters"
 #define XDPCTL_PIN_META           "meta"
 #define XDPCTL_PIN_PROG           "prog"
+#define XDPCTL_PIN_CONFIG         "config"
+#define XDPCTL_PIN_RULES          "rules"
+/* Layout-dependent maps are pinned as <name>_<layout tag>; a program with a
+ * new layout gets new maps, and the old ones go once it is replaced. */
+#define XDPCTL_PIN_TABLES         "tables"
+#define XDPCTL_PIN_HITS           "hits"
 
 /* The XDP function, and so the program name the kernel lists. */
 #define XDPCTL_PROG_NAME          "xdpctl_filter"

@@ -10,7 +10,7 @@ headers walked).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
@@ -34,6 +34,17 @@ class Parsed:
     l4proto: int | None = None
     l4_offset: int | None = None
     frag_later: bool = False
+    ipv: int | None = None  # 4 or 6 once the fixed IP header is known good
+    src: int | None = None  # addresses, as integers, when ipv is set
+    dst: int | None = None
+    src_mac: int | None = None
+    dst_mac: int | None = None
+    # Transport fields (xdpctl_parse_l4): None when the frame lacks them.
+    sport: int | None = None
+    dport: int | None = None
+    tcp_flags: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
 
 
 def _v4_class(proto: int) -> str:
@@ -45,6 +56,29 @@ def _v6_class(proto: int) -> str:
 
 
 def parse(frame: bytes) -> Parsed:
+    """The frame as the program sees it: class, and the fields rules match."""
+    p = _parse(frame)
+    if len(frame) >= 14:
+        p = replace(p, dst_mac=int.from_bytes(frame[0:6], "big"), src_mac=int.from_bytes(frame[6:12], "big"))
+    return _parse_l4(frame, p)
+
+
+def _parse_l4(frame: bytes, p: Parsed) -> Parsed:
+    if p.l4_offset is None or p.frag_later:
+        return p
+    o = p.l4_offset
+    if p.l4proto == 6 and len(frame) >= o + 14:
+        return replace(p, sport=int.from_bytes(frame[o : o + 2], "big"),
+                       dport=int.from_bytes(frame[o + 2 : o + 4], "big"), tcp_flags=frame[o + 13])
+    if p.l4proto == 17 and len(frame) >= o + 4:
+        return replace(p, sport=int.from_bytes(frame[o : o + 2], "big"),
+                       dport=int.from_bytes(frame[o + 2 : o + 4], "big"))
+    if (p.ipv, p.l4proto) in ((4, 1), (6, 58)) and len(frame) >= o + 2:
+        return replace(p, icmp_type=frame[o], icmp_code=frame[o + 1])
+    return p
+
+
+def _parse(frame: bytes) -> Parsed:
     if len(frame) < 14:
         return Parsed("other", False)
     off = 14
@@ -77,13 +111,17 @@ def _parse_v4(frame: bytes, off: int, vlan_id) -> Parsed:
         return other
     proto = frame[off + 9]
     frag_later = int.from_bytes(frame[off + 6 : off + 8], "big") & 0x1FFF != 0
-    return Parsed(_v4_class(proto), True, ETH_P_IP, vlan_id, proto, off + ihl * 4, frag_later)
+    return Parsed(_v4_class(proto), True, ETH_P_IP, vlan_id, proto, off + ihl * 4, frag_later, ipv=4,
+                  src=int.from_bytes(frame[off + 12 : off + 16], "big"),
+                  dst=int.from_bytes(frame[off + 16 : off + 20], "big"))
 
 
 def _parse_v6(frame: bytes, off: int, vlan_id) -> Parsed:
-    other = Parsed("ipv6/other", True, ETH_P_IPV6, vlan_id)
     if len(frame) < off + 40:
-        return other
+        return Parsed("ipv6/other", True, ETH_P_IPV6, vlan_id)
+    other = Parsed("ipv6/other", True, ETH_P_IPV6, vlan_id, ipv=6,
+                   src=int.from_bytes(frame[off + 8 : off + 24], "big"),
+                   dst=int.from_bytes(frame[off + 24 : off + 40], "big"))
     nexthdr = frame[off + 6]
     cur = off + 40
     frag_later = False
@@ -103,8 +141,8 @@ def _parse_v6(frame: bytes, off: int, vlan_id) -> Parsed:
         nexthdr = frame[cur]
         cur += step
     if nexthdr in _IPV6_EXT:
-        return other
-    return Parsed(_v6_class(nexthdr), True, ETH_P_IPV6, vlan_id, nexthdr, cur, frag_later)
+        return replace(other, frag_later=frag_later)
+    return replace(other, cls=_v6_class(nexthdr), l4proto=nexthdr, l4_offset=cur, frag_later=frag_later)
 
 
 def classify(frame: bytes) -> str:

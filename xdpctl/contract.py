@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # Protocol classes, in code order (the index is the class code).
 CLASSES: tuple[str, ...] = (
@@ -41,9 +41,18 @@ MODE_NAMES: dict[int, str] = {code: name for name, code in MODES.items()}
 
 # Option bits (XDPCTL_OPT_*).
 OPT_DROP_NON_IP = 1 << 0
+OPT_POLICY_DENY = 1 << 1
+
+# struct xdpctl_layout (inside struct xdpctl_meta).
+NKINDS = 11
+NTRIES = 6
+LAYOUT = struct.Struct("<IIIII" + "I" * NKINDS + "I" * NTRIES + "I" * NTRIES + "I")
+TRIES: tuple[tuple[str, int], ...] = (
+    ("SRC4", 1 << 0), ("SRC6", 1 << 1), ("DST4", 1 << 2), ("DST6", 1 << 3), ("SMAC", 1 << 4), ("DMAC", 1 << 5),
+)
 
 # struct xdpctl_meta.
-META = struct.Struct("<IIQIIIIQQ16s")
+META = struct.Struct("<IIQIIIIQQ16s" + LAYOUT.format[1:])
 META_FIELDS = (
     "abi_version",
     "ifindex",
@@ -55,12 +64,73 @@ META_FIELDS = (
     "attached_at",
     "features",
     "ifname",
+    "layout",
 )
+
+# --- the rule engine ---------------------------------------------------------
+
+ACTION_PASS = 0
+ACTION_DROP = 1
+
+# XDPCTL_KIND_*, in bit order (the order of the class records in the tables).
+KIND_SRC = 1 << 0
+KIND_DST = 1 << 1
+KIND_PROTO = 1 << 2
+KIND_SPORT = 1 << 3
+KIND_DPORT = 1 << 4
+KIND_SRC_MAC = 1 << 5
+KIND_DST_MAC = 1 << 6
+KIND_VLAN = 1 << 7
+KIND_ETHERTYPE = 1 << 8
+KIND_TCP_FLAGS = 1 << 9
+KIND_ICMP = 1 << 10
+KINDS: tuple[tuple[str, int], ...] = (
+    ("SRC", KIND_SRC), ("DST", KIND_DST), ("PROTO", KIND_PROTO), ("SPORT", KIND_SPORT),
+    ("DPORT", KIND_DPORT), ("SRC_MAC", KIND_SRC_MAC), ("DST_MAC", KIND_DST_MAC), ("VLAN", KIND_VLAN),
+    ("ETHERTYPE", KIND_ETHERTYPE), ("TCP_FLAGS", KIND_TCP_FLAGS), ("ICMP", KIND_ICMP),
+)
+
+RULE_PRIORITY_SET = 1 << 0
+RULE_ICMP_CODE = 1 << 1
+RULE_SRC_V6 = 1 << 2
+RULE_DST_V6 = 1 << 3
+
+PRIORITY_DEFAULT = 1000
+
+# struct xdpctl_rule, struct xdpctl_rule_key, struct xdpctl_config, struct xdpctl_decision.
+RULE = struct.Struct("<IIIIHBBBBBBBBBBHHHHHH16s16s8s8s")
+RULE_KEY = struct.Struct("<II")
+CONFIG = struct.Struct("<IIIIII")
+DECISION = struct.Struct("<QII")
+
+NO_RULE = 0xFFFFFFFF
+
+
+def summary_words(words: int) -> int:
+    """XDPCTL_SUMMARY_WORDS(w)."""
+    return (words + 63) // 64
+
+
+def class_bytes(words: int) -> int:
+    """XDPCTL_CLASS_BYTES(w): plain (u32) + pad, summary words, bitmap words."""
+    return 8 + 8 * (summary_words(words) + words)
+
+
+TRIE_CHILD = 0x80000000
+TRIE_ROOT = 65536
+TRIE_BLOCK = 256
+
+MAX_RULES = 131072
+MAX_GENERAL = 16384
 
 # Pins, relative to an attachment's directory.
 PIN_COUNTERS = "counters"
 PIN_META = "meta"
 PIN_PROG = "prog"
+PIN_CONFIG = "config"
+PIN_RULES = "rules"
+PIN_TABLES = "tables"  # + "_" + layout tag
+PIN_HITS = "hits"  # + "_" + slots tag
 
 PROG_NAME = "xdpctl_filter"
 
@@ -79,6 +149,7 @@ class Meta:
     attached_at: int
     features: int
     ifname: str
+    layout: tuple[int, ...] = (0,) * (LAYOUT.size // 4)  # struct xdpctl_layout, as packed by layout.py
 
     def pack(self) -> bytes:
         return META.pack(
@@ -92,13 +163,15 @@ class Meta:
             self.attached_at,
             self.features,
             self.ifname.encode(),
+            *self.layout,
         )
 
     @classmethod
     def unpack(cls, raw: bytes) -> "Meta":
         values = list(META.unpack(raw[: META.size]))
-        values[-1] = values[-1].split(b"\0", 1)[0].decode(errors="replace")
-        return cls(*values)
+        head, layout = values[:10], tuple(values[10:])
+        head[9] = head[9].split(b"\0", 1)[0].decode(errors="replace")
+        return cls(*head, layout=layout)
 
     @property
     def mode_name(self) -> str:
@@ -107,3 +180,7 @@ class Meta:
     @property
     def drop_non_ip(self) -> bool:
         return bool(self.options & OPT_DROP_NON_IP)
+
+    @property
+    def policy_deny(self) -> bool:
+        return bool(self.options & OPT_POLICY_DENY)

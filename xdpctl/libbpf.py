@@ -145,6 +145,7 @@ def _load():
             "bpf_obj_get_info_by_fd": [ctypes.c_int, vp, u32p],
             "bpf_prog_test_run_opts": [ctypes.c_int, vp],
             "libbpf_num_possible_cpus": [],
+            "bpf_map_create": [ctypes.c_int, cp, u32, u32, u32, vp],
         }.items():
             fn = getattr(lib, fname)
             fn.argtypes = args
@@ -181,6 +182,33 @@ def _buf(data: bytes | int) -> ctypes.Array:
 def obj_get(path: str) -> int:
     """Open a pinned program or map; returns an fd the caller closes."""
     return _check(_load().bpf_obj_get(os.fsencode(path)))
+
+
+BPF_MAP_TYPE_ARRAY = 2
+
+
+class _MapCreateOpts(ctypes.Structure):
+    """The leading fields of struct bpf_map_create_opts (libbpf >= 0.7)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("btf_fd", ctypes.c_uint32),
+        ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32),
+        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("map_extra", ctypes.c_uint64),
+        ("numa_node", ctypes.c_uint32),
+        ("map_ifindex", ctypes.c_uint32),
+    ]
+
+
+def map_create(map_type: int, name: str, key_size: int, value_size: int, max_entries: int, flags: int = 0) -> int:
+    """A new map; returns an fd the caller closes (or pins)."""
+    opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
+    return _check(_load().bpf_map_create(map_type, name.encode()[:15], key_size, value_size, max_entries,
+                                         ctypes.byref(opts)))
 
 
 def obj_pin(fd: int, path: str) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import contract
+from .layout import Layout
 
 FILTER_SOURCE = "xdpctl_kern.c"
 EMPTY_SOURCE = "empty_kern.c"
@@ -28,17 +29,27 @@ class FilterOptions:
     """What the user asked the program to do (recorded in the meta map)."""
 
     drop_non_ip: bool = False
+    policy_deny: bool = False
 
     @property
     def bits(self) -> int:
-        return contract.OPT_DROP_NON_IP if self.drop_non_ip else 0
+        return (contract.OPT_DROP_NON_IP if self.drop_non_ip else 0) | (
+            contract.OPT_POLICY_DENY if self.policy_deny else 0)
 
     @classmethod
     def from_bits(cls, bits: int) -> "FilterOptions":
-        return cls(drop_non_ip=bool(bits & contract.OPT_DROP_NON_IP))
+        return cls(drop_non_ip=bool(bits & contract.OPT_DROP_NON_IP),
+                   policy_deny=bool(bits & contract.OPT_POLICY_DENY))
+
+    @property
+    def policy(self) -> str:
+        return "deny" if self.policy_deny else "allow"
 
     def describe(self) -> list[str]:
-        return ["drop-non-ip"] if self.drop_non_ip else []
+        out = ["drop-non-ip"] if self.drop_non_ip else []
+        if self.policy_deny:
+            out.append("policy deny")
+        return out
 
 
 @dataclass(frozen=True)
@@ -54,15 +65,21 @@ class BuildRequest:
         return flags
 
 
-def filter_program(options: FilterOptions, pin_dir: str | None) -> BuildRequest:
-    """The xdpctl filter; pin_dir=None builds it unpinned (tests, benchmarks)."""
+def filter_program(options: FilterOptions, pin_dir: str | None, layout: Layout = Layout()) -> BuildRequest:
+    """The xdpctl filter; pin_dir=None builds it unpinned (tests, benchmarks).
+    layout sizes the rule engine (none by default)."""
     defines: list[tuple[str, str | None]] = []
+    if layout.engine and pin_dir is None:
+        raise ValueError("the rule engine's tables are pinned: give a pin directory")
     if pin_dir is not None:
         if '"' in pin_dir or "\\" in pin_dir:
             raise ValueError(f"unusable pin directory {pin_dir!r}")
         defines.append(("XDPCTL_PIN_DIR", f'"{pin_dir}"'))
     if options.drop_non_ip:
         defines.append(("XDPCTL_DROP_NON_IP", None))
+    if options.policy_deny:
+        defines.append(("XDPCTL_POLICY_DENY", None))
+    defines += layout.defines()
     return BuildRequest(bpf_dir() / FILTER_SOURCE, contract.PROG_NAME, tuple(defines))
 
 

@@ -180,3 +180,18 @@ class State:
                 (self.root / entry).rmdir()
         with contextlib.suppress(OSError):
             self.root.rmdir()
+
+
+@contextlib.contextmanager
+def scratch_dir(tag: str = "scratch") -> Iterator[str]:
+    """A private directory on bpffs for programs built only to be run
+    through BPF_PROG_TEST_RUN (tests, benchmarks): the rule engine's tables
+    must be pinned to be compiled against. Removed afterwards, pins and all."""
+    import secrets
+
+    path = os.path.join(BPFFS, f"xdpctl-{tag}-{os.getpid()}-{secrets.token_hex(3)}")
+    os.mkdir(path, 0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * rules_kern.h - the rule engine's lookups, given the tables of the active
+ * generation (the main file fetches them: BCC rewrites map calls only there).
+ *
+ * Every kind of match in use maps a frame's field to an equivalence class:
+ * through an array indexed by the field (protocol, ports, VLAN id, EtherType,
+ * TCP flags, ICMP type and code), or through a multibit trie (prefixes and
+ * MACs: a 65536-entry root on the first 16 bits, then 256-entry blocks). A
+ * class record holds, as a bitmap over rule positions (which sort by
+ * priority, then insertion), the rules that class allows. ANDing the records
+ * of all kinds gives the matching rules, and the lowest set bit the winner:
+ * the cost depends on the kinds in use, not on how many rules there are.
+ *
+ * Layout parameters come as -D flags from xdpctl/layout.py, which computes
+ * the same offsets to fill the tables (every array is a multiple of 8 bytes,
+ * so the struct has no padding):
+ *   XDPCTL_USE_<NAME>         a kind of match in use (XDPCTL_KIND_<NAME>)
+ *   XDPCTL_TRIE_<T>           a trie in use: SRC4 SRC6 DST4 DST6 SMAC DMAC
+ *   XDPCTL_NODES_<T>          its blocks (a power of two)
+ *   XDPCTL_DEPTH_<T>          its levels below the root (the longest prefix's)
+ *   XDPCTL_CAP_<NAME>         class records of a kind (a power of two)
+ *   XDPCTL_WORDS              64-bit words per bitmap (rules / 64, rounded up)
+ *   XDPCTL_DECISIONS          entries of the decision array (a power of two)
+ *   XDPCTL_NDIMS              kinds in use; XDPCTL_GENERAL: general rules exist
+ *
+ * May include: linux UAPI headers, xdpctl_kern_user.h, parse_kern.h.
+ */
+#ifndef XDPCTL_RULES_KERN_H
+#define XDPCTL_RULES_KERN_H
+
+#include "xdpctl_kern_user.h"
+#include "parse_kern.h"
+
+#define XDPCTL_SUMMARY            XDPCTL_SUMMARY_WORDS(XDPCTL_WORDS)
+#define XDPCTL_CW                 (1 + XDPCTL_SUMMARY + XDPCTL_WORDS)  /* u64 per record */
+
+/* Declares a kind's class records, or nothing. */
+#define XDPCTL_RECORDS(name, cap) __u64 cls_##name[(cap) * XDPCTL_CW];
+
+struct xdpctl_tables {
+	/* Field-indexed arrays of class ids. */
+#ifdef XDPCTL_USE_PROTO
+	__u32 proto[256];
+#endif
+#ifdef XDPCTL_USE_SPORT
+	__u32 sport[65536];
+#endif
+#ifdef XDPCTL_USE_DPORT
+	__u32 dport[65536];
+#endif
+#ifdef XDPCTL_USE_VLAN
+	__u32 vlan[4096];
+#endif
+#ifdef XDPCTL_USE_ETHERTYPE
+	__u32 ethertype[65536];
+#endif
+#ifdef XDPCTL_USE_TCP_FLAGS
+	__u32 tcp_flags[256];
+#endif
+#ifdef XDPCTL_USE_ICMP
+	__u32 icmp[65536];
+#endif
+	/* Tries: root, then blocks. */
+#ifdef XDPCTL_TRIE_SRC4
+	__u32 src4_root[XDPCTL_TRIE_ROOT];
+	__u32 src4_node[XDPCTL_NODES_SRC4 * XDPCTL_TRIE_BLOCK];
+#endif
+#ifdef XDPCTL_TRIE_SRC6
+	__u32 src6_root[XDPCTL_TRIE_ROOT];
+	__u32 src6_node[XDPCTL_NODES_SRC6 * XDPCTL_TRIE_BLOCK];
+#endif
+#ifdef XDPCTL_TRIE_DST4
+	__u32 dst4_root[XDPCTL_TRIE_ROOT];
+	__u32 dst4_node[XDPCTL_NODES_DST4 * XDPCTL_TRIE_BLOCK];
+#endif
+#ifdef XDPCTL_TRIE_DST6
+	__u32 dst6_root[XDPCTL_TRIE_ROOT];
+	__u32 dst6_node[XDPCTL_NODES_DST6 * XDPCTL_TRIE_BLOCK];
+#endif
+#ifdef XDPCTL_TRIE_SMAC
+	__u32 smac_root[XDPCTL_TRIE_ROOT];
+	__u32 smac_node[XDPCTL_NODES_SMAC * XDPCTL_TRIE_BLOCK];
+#endif
+#ifdef XDPCTL_TRIE_DMAC
+	__u32 dmac_root[XDPCTL_TRIE_ROOT];
+	__u32 dmac_node[XDPCTL_NODES_DMAC * XDPCTL_TRIE_BLOCK];
+#endif
+	/* Class records, in XDPCTL_KIND_* bit order. */
+#ifdef XDPCTL_USE_SRC
+	XDPCTL_RECORDS(src, XDPCTL_CAP_SRC)
+#endif
+#ifdef XDPCTL_USE_DST
+	XDPCTL_RECORDS(dst, XDPCTL_CAP_DST)
+#endif
+#ifdef XDPCTL_USE_PROTO
+	XDPCTL_RECORDS(proto, XDPCTL_CAP_PROTO)
+#endif
+#ifdef XDPCTL_USE_SPORT
+	XDPCTL_RECORDS(sport, XDPCTL_CAP_SPORT)
+#endif
+#ifdef XDPCTL_USE_DPORT
+	XDPCTL_RECORDS(dport, XDPCTL_CAP_DPORT)
+#endif
+#ifdef XDPCTL_USE_SRC_MAC
+	XDPCTL_RECORDS(src_mac, XDPCTL_CAP_SRC_MAC)
+#endif
+#ifdef XDPCTL_USE_DST_MAC
+	XDPCTL_RECORDS(dst_mac, XDPCTL_CAP_DST_MAC)
+#endif
+#ifdef XDPCTL_USE_VLAN
+	XDPCTL_RECORDS(vlan, XDPCTL_CAP_VLAN)
+#endif
+#ifdef XDPCTL_USE_ETHERTYPE
+	XDPCTL_RECORDS(ethertype, XDPCTL_CAP_ETHERTYPE)
+#endif
+#ifdef XDPCTL_USE_TCP_FLAGS
+	XDPCTL_RECORDS(tcp_flags, XDPCTL_CAP_TCP_FLAGS)
+#endif
+#ifdef XDPCTL_USE_ICMP
+	XDPCTL_RECORDS(icmp, XDPCTL_CAP_ICMP)
+#endif
+	struct xdpctl_decision decision[XDPCTL_DECISIONS];
+};
+
+/* A class record's first u64: the best plain rule (decision index) or none. */
+static __always_inline __u32 xdpctl_plain(const __u64 *rec)
+{
+	return (__u32)rec[0];
+}
+
+
+/*
+ * The verifier walks every path through the parser separately (each VLAN
+ * and extension-header layout gives its own constants), and would walk the
+ * rule search once per path, past its limit. A value stored to map memory
+ * and loaded back is unknown to it, with no history for its precision
+ * tracking to follow back (as it would through arithmetic), so paths that
+ * differ only in such values merge. The scratch is per CPU; the barrier
+ * keeps LLVM from forwarding the store to the load.
+ */
+struct xdpctl_scratch {
+	__u64 v;
+};
+
+#define XDPCTL_MERGE(x, sc)                                        \
+	({                                                         \
+		(sc)->v = (x);                                     \
+		asm volatile("" ::: "memory");                     \
+		(typeof(x))(sc)->v;                                \
+	})
+
+/*
+ * Walk a trie: the root by the first two key bytes, then `depth` blocks by
+ * the next ones (depth is the deepest any prefix in it needs: the layout's
+ * XDPCTL_DEPTH_<T>). The walk is branch-free: past a leaf, each level reads
+ * a block entry and keeps the leaf. The key is in the packet, all of it
+ * checked by the caller; every index is masked to its array.
+ */
+static __always_inline __u32 xdpctl_trie(const __u32 *root, const __u32 *node, __u32 nodes,
+					 const __u8 *key, const int depth)
+{
+	__u32 e = root[((__u32)key[0] << 8) | key[1]];
+	__u32 child, next;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < depth; i++) {
+		child = XDPCTL_ALL(e >> 31);
+		next = node[(((e & ~XDPCTL_TRIE_CHILD) << 8) | key[2 + i]) & (nodes * XDPCTL_TRIE_BLOCK - 1)];
+		e = (next & child) | (e & ~child);
+	}
+	/* A well-built trie ends in a class id; a pointer here means class 0. */
+	return e & ~XDPCTL_ALL(e >> 31);
+}
+
+/* The record of class c among cap records. */
+static __always_inline const __u64 *xdpctl_record(const __u64 *records, __u32 cap, __u32 c)
+{
+	return records + (c & (cap - 1)) * XDPCTL_CW;
+}
+
+/*
+ * Index of the lowest set bit of x (x != 0). BPF has no ctz instruction and
+ * BCC cannot use the table LLVM would emit, so: isolate the bit, then find
+ * its position bit by bit, without branches (see xdpctl_nonsc).
+ */
+static __always_inline __u32 xdpctl_ctz64(__u64 x)
+{
+	__u64 b = x & -x;
+
+	return xdpctl_nonzero(b & 0xffffffff00000000ULL) << 5 |
+	       xdpctl_nonzero(b & 0xffff0000ffff0000ULL) << 4 |
+	       xdpctl_nonzero(b & 0xff00ff00ff00ff00ULL) << 3 |
+	       xdpctl_nonzero(b & 0xf0f0f0f0f0f0f0f0ULL) << 2 |
+	       xdpctl_nonzero(b & 0xccccccccccccccccULL) << 1 |
+	       xdpctl_nonzero(b & 0xaaaaaaaaaaaaaaaaULL);
+}
+
+/*
+ * Make the parser's results unknown to the verifier (XDPCTL_MERGE), so that
+ * all its paths merge before the engine, and re-derive the L3 pointer from
+ * its offset with a fresh bounds check. ipv is kept: it says which check
+ * holds. Returns the L3 header, or NULL when the frame has none.
+ */
+static __always_inline const __u8 *xdpctl_merge_fields(struct xdpctl_pkt *pkt, void *data, void *data_end,
+							struct xdpctl_scratch *sc)
+{
+	const __u8 *l3;
+
+	pkt->class = XDPCTL_MERGE(pkt->class, sc);
+	pkt->l3_off = XDPCTL_MERGE(pkt->l3_off, sc);
+	pkt->l4_off = XDPCTL_MERGE(pkt->l4_off, sc);
+	pkt->has_proto = XDPCTL_MERGE(pkt->has_proto, sc);
+	pkt->l4proto = XDPCTL_MERGE(pkt->l4proto, sc);
+	pkt->frag_later = XDPCTL_MERGE(pkt->frag_later, sc);
+	pkt->nvlan = XDPCTL_MERGE(pkt->nvlan, sc);
+	pkt->vlan_id = XDPCTL_MERGE(pkt->vlan_id, sc);
+	pkt->ethertype = XDPCTL_MERGE(pkt->ethertype, sc);
+	pkt->is_ip = XDPCTL_MERGE(pkt->is_ip, sc);
+	pkt->l2 = 0;
+	pkt->l3 = 0;
+	pkt->l4 = 0;
+	l3 = data + (pkt->l3_off & 0x3f);  /* at most 14 + two tags */
+	/* Bounds: the fixed header of the family (the parser checked it, but
+	 * the verifier no longer knows the offset). */
+	if (pkt->ipv == 6) {
+		if ((void *)(l3 + 40) > data_end)
+			goto none;
+		return l3;
+	}
+	if (pkt->ipv == 4) {
+		if ((void *)(l3 + 20) > data_end)
+			goto none;
+		return l3;
+	}
+none:
+	pkt->ipv = 0;
+	return 0;
+}
+
+/* Keep the best plain rule of a prefix class if it beats the best so far. */
+static __always_inline void xdpctl_take_plain(const struct xdpctl_tables *t, const __u64 *rec,
+					      __u32 *best, __u64 *best_order)
+{
+	__u32 p = xdpctl_plain(rec);
+	__u64 order;
+
+	if (p == XDPCTL_NO_RULE)
+		return;
+	order = t->decision[p & (XDPCTL_DECISIONS - 1)].order;
+	if (order < *best_order) {
+		*best = p;
+		*best_order = order;
+	}
+}
+
+/* The class of a field-indexed kind: class 0 when the frame lacks the field
+ * (present is 0 or 1), without a branch. */
+#define XDPCTL_VALUE(t, field, present, index, size) \
+	((t)->field[(index) & ((size) - 1)] & XDPCTL_ALL(present))
+
+/*
+ * The decision index of the rule that decides the frame, or XDPCTL_NO_RULE.
+ * Kinds the frame lacks (ports of an ICMP frame, addresses of ARP) take
+ * class 0, whose record holds exactly the rules that do not use that kind.
+ */
+static __always_inline __u32 xdpctl_match(const struct xdpctl_tables *t, const struct xdpctl_pkt *pkt,
+					  const __u8 *l3, void *data, struct xdpctl_scratch *sc)
+{
+	const __u64 *rec[XDPCTL_NDIMS > 0 ? XDPCTL_NDIMS : 1];
+	__u64 best_order = ~0ULL;
+	__u32 best = XDPCTL_NO_RULE;
+	int nd = 0;
+	__u32 c;
+
+	(void)l3;
+#ifdef XDPCTL_USE_SRC
+	c = 0;
+#ifdef XDPCTL_TRIE_SRC4
+	if (l3 && pkt->ipv == 4)
+		c = xdpctl_trie(t->src4_root, t->src4_node, XDPCTL_NODES_SRC4, l3 + 12, XDPCTL_DEPTH_SRC4);
+#endif /* XDPCTL_TRIE_SRC4 */
+#ifdef XDPCTL_TRIE_SRC6
+	if (l3 && pkt->ipv == 6)
+		c = xdpctl_trie(t->src6_root, t->src6_node, XDPCTL_NODES_SRC6, l3 + 8, XDPCTL_DEPTH_SRC6);
+#endif /* XDPCTL_TRIE_SRC6 */
+	rec[nd] = xdpctl_record(t->cls_src, XDPCTL_CAP_SRC, XDPCTL_MERGE(c, sc));
+	xdpctl_take_plain(t, rec[nd], &best, &best_order);
+	nd++;
+#endif /* XDPCTL_USE_SRC */
+#ifdef XDPCTL_USE_DST
+	c = 0;
+#ifdef XDPCTL_TRIE_DST4
+	if (l3 && pkt->ipv == 4)
+		c = xdpctl_trie(t->dst4_root, t->dst4_node, XDPCTL_NODES_DST4, l3 + 16, XDPCTL_DEPTH_DST4);
+#endif /* XDPCTL_TRIE_DST4 */
+#ifdef XDPCTL_TRIE_DST6
+	if (l3 && pkt->ipv == 6)
+		c = xdpctl_trie(t->dst6_root, t->dst6_node, XDPCTL_NODES_DST6, l3 + 24, XDPCTL_DEPTH_DST6);
+#endif /* XDPCTL_TRIE_DST6 */
+	rec[nd] = xdpctl_record(t->cls_dst, XDPCTL_CAP_DST, XDPCTL_MERGE(c, sc));
+	xdpctl_take_plain(t, rec[nd], &best, &best_order);
+	nd++;
+#endif /* XDPCTL_USE_DST */
+	best = XDPCTL_MERGE(best, sc);
+	best_order = XDPCTL_MERGE(best_order, sc);
+#ifdef XDPCTL_USE_PROTO
+	/* l4 is set once the protocol field (or the upper layer) is known. */
+	c = XDPCTL_VALUE(t, proto, pkt->has_proto, pkt->l4proto, 256);
+	rec[nd++] = xdpctl_record(t->cls_proto, XDPCTL_CAP_PROTO, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_PROTO */
+#ifdef XDPCTL_USE_SPORT
+	c = XDPCTL_VALUE(t, sport, pkt->has_ports, pkt->sport, 65536);
+	rec[nd++] = xdpctl_record(t->cls_sport, XDPCTL_CAP_SPORT, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_SPORT */
+#ifdef XDPCTL_USE_DPORT
+	c = XDPCTL_VALUE(t, dport, pkt->has_ports, pkt->dport, 65536);
+	rec[nd++] = xdpctl_record(t->cls_dport, XDPCTL_CAP_DPORT, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_DPORT */
+	/* The MACs: the caller checked that the Ethernet header is in the frame. */
+#ifdef XDPCTL_USE_SRC_MAC
+	c = xdpctl_trie(t->smac_root, t->smac_node, XDPCTL_NODES_SMAC, (const __u8 *)data + 6, XDPCTL_DEPTH_SMAC);
+	rec[nd++] = xdpctl_record(t->cls_src_mac, XDPCTL_CAP_SRC_MAC, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_SRC_MAC */
+#ifdef XDPCTL_USE_DST_MAC
+	c = xdpctl_trie(t->dmac_root, t->dmac_node, XDPCTL_NODES_DMAC, (const __u8 *)data, XDPCTL_DEPTH_DMAC);
+	rec[nd++] = xdpctl_record(t->cls_dst_mac, XDPCTL_CAP_DST_MAC, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_DST_MAC */
+#ifdef XDPCTL_USE_VLAN
+	c = XDPCTL_VALUE(t, vlan, xdpctl_nonzero(pkt->nvlan), pkt->vlan_id, 4096);
+	rec[nd++] = xdpctl_record(t->cls_vlan, XDPCTL_CAP_VLAN, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_VLAN */
+#ifdef XDPCTL_USE_ETHERTYPE
+	c = XDPCTL_VALUE(t, ethertype, 1, bpf_ntohs(pkt->ethertype), 65536);
+	rec[nd++] = xdpctl_record(t->cls_ethertype, XDPCTL_CAP_ETHERTYPE, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_ETHERTYPE */
+#ifdef XDPCTL_USE_TCP_FLAGS
+	c = XDPCTL_VALUE(t, tcp_flags, pkt->has_tcp_flags, pkt->tcp_flags, 256);
+	rec[nd++] = xdpctl_record(t->cls_tcp_flags, XDPCTL_CAP_TCP_FLAGS, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_TCP_FLAGS */
+#ifdef XDPCTL_USE_ICMP
+	c = XDPCTL_VALUE(t, icmp, pkt->has_icmp, ((__u32)pkt->icmp_type << 8) | pkt->icmp_code, 65536);
+	rec[nd++] = xdpctl_record(t->cls_icmp, XDPCTL_CAP_ICMP, XDPCTL_MERGE(c, sc));
+#endif /* XDPCTL_USE_ICMP */
+	(void)nd;
+	(void)c;
+
+#ifdef XDPCTL_GENERAL
+	{
+		/* The general rules every kind allows: AND the records, first by
+		 * their summaries (a bit per word), then the candidate words. */
+		__u32 pos = XDPCTL_NO_RULE;
+		int s, i, d;
+
+#pragma unroll
+		for (s = 0; s < XDPCTL_SUMMARY; s++) {
+			__u64 m = ~0ULL;
+
+			if (pos != XDPCTL_NO_RULE)
+				m = 0;  /* found in an earlier summary word */
+#pragma unroll
+			for (d = 0; d < XDPCTL_NDIMS; d++)
+				m &= rec[d][1 + s];
+			for (i = 0; i < 64 && m; i++) {
+				__u32 w = s * 64 + xdpctl_ctz64(m);
+				__u64 x = ~0ULL;
+
+#pragma unroll
+				for (d = 0; d < XDPCTL_NDIMS; d++)
+					x &= rec[d][1 + XDPCTL_SUMMARY + (w & (XDPCTL_WORDS - 1))];
+				if (x) {
+					pos = w * 64 + xdpctl_ctz64(x);
+					break;
+				}
+				m &= m - 1;
+			}
+			/* Every exit from the loop above is its own path: merge them
+			 * before the next summary word. */
+			pos = XDPCTL_MERGE(pos, sc);
+		}
+		if (pos != XDPCTL_NO_RULE) {
+			__u64 order = t->decision[pos & (XDPCTL_DECISIONS - 1)].order;
+
+			if (order < best_order)
+				best = pos;
+		}
+	}
+#endif /* XDPCTL_GENERAL */
+	return best;
+}
+
+#endif /* XDPCTL_RULES_KERN_H */
