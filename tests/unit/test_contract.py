@@ -17,11 +17,21 @@ def defines() -> dict[str, str]:
 
 
 def struct_format(name: str) -> tuple[str, list[str]]:
+    """The struct's layout as a struct-module format (nested structs
+    expanded, array sizes from the header's defines), and its field names."""
     body = re.search(r"struct %s \{(.*?)\};" % name, HEADER, re.S).group(1)
+    d = defines()
     fmt, names = "<", []
-    for ctype, field, count in re.findall(r"^\s*(\w+)\s+(\w+)(?:\[(\d+)\])?;", body, re.M):
-        code = C_TYPES[ctype]
-        fmt += (count or "") + code if code == "s" else code * int(count or 1)
+    for nested, ctype, field, count in re.findall(
+            r"^\s*(struct\s+)?(\w+)\s+(\w+)(?:\[(\w+)\])?;", body, re.M):
+        n = int(d.get(count, count)) if count else 1
+        if nested:
+            inner, _ = struct_format(ctype)
+            fmt += inner[1:] * n
+        elif C_TYPES[ctype] == "s":
+            fmt += f"{n}s"
+        else:
+            fmt += C_TYPES[ctype] * n
         names.append(field)
     return fmt, names
 
@@ -98,7 +108,55 @@ def test_pin_and_program_names():
     assert "xdpctl_counters," in source and "xdpctl_meta," in source
 
 
+def canon(fmt: str) -> str:
+    """Byte arrays as 'B' runs: '16s' and 'B' * 16 lay out the same."""
+    return re.sub(r"(\d+)s", lambda m: "B" * int(m.group(1)), fmt)
+
+
+def test_rule_engine_structs():
+    assert canon(struct_format("xdpctl_rule")[0]) == canon(contract.RULE.format)
+    assert struct_format("xdpctl_rule_key")[0] == contract.RULE_KEY.format
+    assert struct_format("xdpctl_config")[0] == contract.CONFIG.format
+    assert struct_format("xdpctl_decision")[0] == contract.DECISION.format
+    assert struct_format("xdpctl_layout")[0] == contract.LAYOUT.format
+    for name in ("xdpctl_rule", "xdpctl_config", "xdpctl_decision", "xdpctl_layout"):
+        fmt = struct_format(name)[0]
+        assert struct.calcsize(fmt) == struct.calcsize(fmt.replace("<", "@")), name
+
+
+def test_rule_engine_codes():
+    d = defines()
+    assert int(d["XDPCTL_ACTION_PASS"]) == contract.ACTION_PASS
+    assert int(d["XDPCTL_ACTION_DROP"]) == contract.ACTION_DROP
+    for name, bit in contract.KINDS:
+        assert d[f"XDPCTL_KIND_{name}"] == f"(1U << {bit.bit_length() - 1})", name
+    for name, bit in contract.TRIES:
+        assert d[f"XDPCTL_TRIE_{name}_BIT"] == f"(1U << {bit.bit_length() - 1})", name
+    assert int(d["XDPCTL_NKINDS"]) == contract.NKINDS == len(contract.KINDS)
+    assert int(d["XDPCTL_NTRIES"]) == contract.NTRIES == len(contract.TRIES)
+    assert d["XDPCTL_RULE_PRIORITY_SET"] == "(1U << 0)" and contract.RULE_PRIORITY_SET == 1
+    assert d["XDPCTL_RULE_ICMP_CODE"] == "(1U << 1)" and contract.RULE_ICMP_CODE == 2
+    assert d["XDPCTL_RULE_SRC_V6"] == "(1U << 2)" and contract.RULE_SRC_V6 == 4
+    assert d["XDPCTL_RULE_DST_V6"] == "(1U << 3)" and contract.RULE_DST_V6 == 8
+    assert int(d["XDPCTL_PRIORITY_DEFAULT"]) == contract.PRIORITY_DEFAULT
+    assert int(d["XDPCTL_NO_RULE"].rstrip("U"), 16) == contract.NO_RULE
+    assert int(d["XDPCTL_TRIE_CHILD"].rstrip("U"), 16) == contract.TRIE_CHILD
+    assert int(d["XDPCTL_TRIE_ROOT"]) == contract.TRIE_ROOT
+    assert int(d["XDPCTL_TRIE_BLOCK"]) == contract.TRIE_BLOCK
+    assert int(d["XDPCTL_MAX_RULES"]) == contract.MAX_RULES
+    assert int(d["XDPCTL_MAX_GENERAL"]) == contract.MAX_GENERAL
+    assert d["XDPCTL_SUMMARY_WORDS(w)"] if "XDPCTL_SUMMARY_WORDS(w)" in d else True
+    assert "#define XDPCTL_SUMMARY_WORDS(w)   (((w) + 63) / 64)" in HEADER
+    assert "#define XDPCTL_CLASS_BYTES(w)     (8 + 8 * (XDPCTL_SUMMARY_WORDS(w) + (w)))" in HEADER
+    assert [contract.summary_words(w) for w in (1, 64, 65, 256)] == [1, 1, 2, 4]
+    assert contract.class_bytes(16) == 8 + 8 * (1 + 16)
+    assert d["XDPCTL_OPT_POLICY_DENY"] == "(1U << 1)" and contract.OPT_POLICY_DENY == 2
+    for pin in ("CONFIG", "RULES", "TABLES", "HITS"):
+        assert d[f"XDPCTL_PIN_{pin}"] == f'"{getattr(contract, "PIN_" + pin)}"'
+
+
 def test_meta_round_trip():
-    meta = contract.Meta(1, 7, 4026531840, 42, 0, 1, contract.OPT_DROP_NON_IP, 1700000000, 0, "eth0")
+    layout = tuple(range(contract.LAYOUT.size // 4))
+    meta = contract.Meta(1, 7, 4026531840, 42, 0, 1, contract.OPT_DROP_NON_IP, 1700000000, 0, "eth0", layout)
     assert contract.Meta.unpack(meta.pack()) == meta
     assert meta.mode_name == "native" and meta.drop_non_ip
