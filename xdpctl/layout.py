@@ -36,10 +36,13 @@ VALUE_ARRAYS = (
 # Tries: name -> (member prefix, key bytes).
 TRIES = {"SRC4": ("src4", 4), "SRC6": ("src6", 16), "DST4": ("dst4", 4), "DST6": ("dst6", 16),
          "SMAC": ("smac", 6), "DMAC": ("dmac", 6)}
+FULL_DEPTH = {"SRC4": 2, "DST4": 2, "SRC6": 6, "DST6": 6, "SMAC": 4, "DMAC": 4}
 L4_KINDS = contract.KIND_SPORT | contract.KIND_DPORT | contract.KIND_TCP_FLAGS | contract.KIND_ICMP
 
 SLOT_TIERS = (1024, 16384, contract.MAX_RULES)
-MIN_CAP = 16
+# Room to grow, so that the first rules of each kind do not each recompile.
+MIN_CAP = 64
+MIN_NODES = 64
 MIN_DECISIONS = 64
 
 
@@ -219,15 +222,17 @@ class Layout:
         kinds = self.kinds | needs.kinds
         tries = self.tries | needs.tries
         caps = tuple(
-            max(self.caps[i], tier(needs.caps.get(name, 1), MIN_CAP)) if kinds & KIND_BIT[name] else 0
+            max(self.caps[i], tier(2 * needs.caps.get(name, 1), MIN_CAP)) if kinds & KIND_BIT[name] else 0
             for i, name in enumerate(KIND_NAMES)
         )
         nodes = tuple(
-            max(self.nodes[i], tier(needs.nodes.get(name, 1))) if tries & TRIE_BIT[name] else 0
+            max(self.nodes[i], tier(2 * needs.nodes.get(name, 1), MIN_NODES)) if tries & TRIE_BIT[name] else 0
             for i, name in enumerate(TRIE_NAMES)
         )
+        # Tries get room to grow in depth: IPv4 and MACs their full depth at
+        # once (a /32 or a MAC then needs no recompile), IPv6 down to /64.
         depths = tuple(
-            max(self.depths[i], needs.depths.get(name, 0)) if tries & TRIE_BIT[name] else 0
+            max(self.depths[i], needs.depths.get(name, 0), FULL_DEPTH[name]) if tries & TRIE_BIT[name] else 0
             for i, name in enumerate(TRIE_NAMES)
         )
         words = max(self.words, tier(-(-needs.general // 64))) if needs.general or self.words else 0

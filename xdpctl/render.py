@@ -93,7 +93,12 @@ def print_stats(data: dict) -> None:
     if not data["interfaces"]:
         _out.print("No interface carries an xdpctl program; `xdpctl attach IFACE` attaches one.")
         return
-    _out.print(Group(*(counters_table(e) for e in data["interfaces"])))
+    parts = []
+    for e in data["interfaces"]:
+        parts.append(counters_table(e))
+        if e.get("rules"):
+            parts.append(rules_table({"rules": e["rules"]}))
+    _out.print(Group(*parts))
 
 
 def rates_table(entry: dict, rates: dict) -> Group:
@@ -162,6 +167,30 @@ def print_sent(report: dict) -> None:
     _out.print(table)
     _out.print(f"{report['frames']:,} frames ({report['distinct_frames']} distinct) in "
                f"{report['seconds']:.3f} s: {rate(report['fps'], ' frames/s')}")
+
+
+def rules_table(data: dict) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("prio", justify="right", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column("match", ratio=1)
+    table.add_column("packets", justify="right", no_wrap=True)
+    table.add_column("bytes", justify="right", no_wrap=True)
+    for r in data["rules"]:
+        match = " ".join(f"{k.replace('_', '-')} {v}" for k, v in r["match"].items()) or "everything"
+        table.add_row(str(r["id"]), str(r["priority"]), r["action"], match,
+                      number(r["hits"]["packets"]), number(r["hits"]["bytes"]))
+    return table
+
+
+def print_rules(data: dict) -> None:
+    _out.print(f"[bold]{data['ifname']}[/]  policy {data['policy']}: frames no rule decides "
+               f"{'pass' if data['policy'] == 'allow' else 'are dropped'}")
+    if not data["rules"]:
+        _out.print("No rules; `xdpctl rule add` adds one.")
+        return
+    _out.print(rules_table(data))
 
 
 def print_bench(report: dict) -> None:

@@ -11,7 +11,18 @@ import datetime as dt
 from . import contract, counters, privileges
 from .errors import NotManaged
 from .program import FilterOptions
+from .deploy import Current
+from .ruleops import describe, hits_of
 from .target import Target, forget_gone, prog_name, resolve
+
+
+def _reset_hits(target: Target, current: Current) -> None:
+    from . import engine
+    from .layout import Layout
+
+    layout = Layout.unpack(target.meta.layout)
+    if layout.engine:
+        engine.zero_hits(target.att.pin(layout.pin_hits()), [r.slot for r in current.rules])
 
 
 def _when(seconds: int) -> str:
@@ -29,7 +40,9 @@ def _entry(target: Target) -> dict:
         "managed": target.ours,
     }
     if target.ours:
-        entry["options"] = FilterOptions.from_bits(meta.options).describe()
+        options = FilterOptions.from_bits(meta.options)
+        entry["options"] = options.describe()
+        entry["policy"] = options.policy
         entry["attached_at"] = _when(meta.attached_at)
     return entry
 
@@ -85,7 +98,10 @@ def stats(app, ifnames: tuple[str, ...] = (), reset: bool = False) -> dict:
         pin = target.att.pin(contract.PIN_COUNTERS)
         entry["counters"] = counters.read(pin)
         entry["total"] = counters.total(entry["counters"])
+        current = Current.read(target)
+        entry["rules"] = describe(current.rules, hits_of(target, current.rules))
         if reset:
             counters.reset(pin)
+            _reset_hits(target, current)
         out.append(entry)
     return {"interfaces": out}

@@ -30,6 +30,7 @@ COMMANDS = {
     "lab": "lab",
     "gen": "gen",
     "bench": "bench",
+    "rule": "rule",
 }
 
 
@@ -101,6 +102,7 @@ def cli(ctx: click.Context, netns: str | None, verbose: bool) -> None:
     xdpctl stats                       per-protocol pass/drop counters
     xdpctl status                      which interfaces carry XDP programs
     xdpctl detach eth0                 remove xdpctl's program
+    xdpctl rule add eth0 drop --src 203.0.113.0/24 --proto udp --dport 53
     """
     if ctx.obj is None:  # tests inject their own App
         ctx.obj = App(netns=netns, verbose=verbose)

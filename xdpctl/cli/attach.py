@@ -12,10 +12,12 @@ from .params import IFACE
 @click.option("--drop-non-ip", is_flag=True, help="Drop every frame that is not IPv4 or IPv6 (ARP too).")
 @click.option("--mode", type=click.Choice(["native", "generic", "offload"]), default="native",
               show_default=True, help="XDP mode. There is no fallback: native fails where unsupported.")
+@click.option("--policy", type=click.Choice(["allow", "deny"]), default="allow", show_default=True,
+              help="What happens to frames no rule decides: allow passes them, deny drops them.")
 @click.option("--force", is_flag=True, help="Replace an XDP program that xdpctl did not load.")
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the C and flags that would be compiled, and exit.")
 @click.pass_obj
-def command(app, iface, drop_non_ip, mode, force, ebpf):
+def command(app, iface, drop_non_ip, mode, policy, force, ebpf):
     """Compile the filter with BCC and attach it to IFACE.
 
     With no filter option the program passes everything and only counts.
@@ -24,7 +26,7 @@ def command(app, iface, drop_non_ip, mode, force, ebpf):
     """
     from ..program import FilterOptions
 
-    options = FilterOptions(drop_non_ip=drop_non_ip)
+    options = FilterOptions(drop_non_ip=drop_non_ip, policy_deny=policy == "deny")
     if ebpf:
         from ..program import filter_program, render_source
 
@@ -36,7 +38,12 @@ def command(app, iface, drop_non_ip, mode, force, ebpf):
     result = attach(app, iface, mode=mode, options=options, force=force)
     for line in result.notes:
         note(line)
+    opts = ", ".join(options.describe()) or "count only"
+    if result.replaced == "unchanged":
+        click.echo(f"{result.ifname} already carries xdpctl's program with these options: prog {result.prog_id} "
+                   f"({result.mode}, {opts}); nothing changed")
+        return
     what = {"own": "replaced xdpctl's program on", "foreign": "replaced a foreign program on"}.get(
         result.replaced, "attached to")
-    opts = ", ".join(options.describe()) or "count only"
-    click.echo(f"{what} {result.ifname}: prog {result.prog_id} ({result.mode}, {opts})")
+    rules = f", {result.rules} rules kept" if result.rules else ""
+    click.echo(f"{what} {result.ifname}: prog {result.prog_id} ({result.mode}, {opts}{rules})")

@@ -1,0 +1,106 @@
+"""xdpctl rule add|del|list"""
+
+from __future__ import annotations
+
+import click
+
+from .params import IFACE, json_option
+
+
+@click.group()
+def command():
+    """Filtering rules of an interface xdpctl manages.
+
+    \b
+    A rule matches when all its matches hold; the matching rule with the
+    lowest priority number decides (rules without one get 1000 and keep
+    their insertion order); with no match the interface policy decides.
+    """
+
+
+MATCH_OPTIONS = [
+    click.option("--src", metavar="CIDR", help="Source IPv4/IPv6 prefix or address."),
+    click.option("--dst", metavar="CIDR", help="Destination IPv4/IPv6 prefix or address."),
+    click.option("--proto", metavar="P", help="tcp, udp, icmp, icmpv6 or a number."),
+    click.option("--sport", metavar="PORT[-PORT]", help="TCP/UDP source port or range."),
+    click.option("--dport", metavar="PORT[-PORT]", help="TCP/UDP destination port or range."),
+    click.option("--src-mac", metavar="MAC"),
+    click.option("--dst-mac", metavar="MAC"),
+    click.option("--vlan", metavar="ID", help="Outer VLAN id."),
+    click.option("--ethertype", metavar="TYPE", help="EtherType after the VLAN tags, like 0x88cc."),
+    click.option("--tcp-flags", metavar="FLAGS", help="Flags that must be set, !flag for clear: syn,!ack."),
+    click.option("--icmp-type", metavar="N", help="ICMP or ICMPv6 type."),
+    click.option("--icmp-code", metavar="N", help="ICMP or ICMPv6 code (with --icmp-type)."),
+]
+
+
+def match_options(f):
+    for opt in reversed(MATCH_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@command.command("add")
+@click.argument("iface", type=IFACE)
+@click.argument("action", type=click.Choice(["pass", "drop"]))
+@match_options
+@click.option("--priority", metavar="N", help="0-65535, lower decides first (default 1000).")
+@json_option
+@click.pass_obj
+def add(app, iface, action, priority, as_json, **values):
+    """Add a rule: ACTION (pass or drop) for frames matching every option."""
+    from ..ruleops import add as add_rule
+    from ..rules import ACTIONS, parse_match, parse_priority
+    from .output import note
+
+    match = parse_match(values)
+    prio = parse_priority(priority) if priority is not None else None
+    change = add_rule(app, iface, ACTIONS[action], match, prio)
+    for line in change.notes:
+        note(line)
+    if as_json:
+        from .output import emit_json
+
+        emit_json({"ifname": iface, "rule": change.rule.describe(), "recompiled": change.compiled,
+                   "prog_id": change.prog_id})
+        return
+    how = f"recompiled and replaced the program (prog {change.prog_id})" if change.compiled else "maps only"
+    click.echo(f"added rule {change.rule.id} to {iface}: {describe(change.rule.describe())} ({how})")
+
+
+@command.command("del")
+@click.argument("iface", type=IFACE)
+@click.argument("rule_id", metavar="ID", type=click.IntRange(min=1))
+@click.pass_obj
+def delete(app, iface, rule_id):
+    """Delete rule ID (as `xdpctl rule list` shows it)."""
+    from ..ruleops import delete as delete_rule
+
+    change = delete_rule(app, iface, rule_id)
+    click.echo(f"deleted rule {rule_id} from {iface}: {describe(change.rule.describe())}")
+
+
+@command.command("list")
+@click.argument("iface", type=IFACE)
+@json_option
+@click.pass_obj
+def list_(app, iface, as_json):
+    """List the rules in decision order, with their hits."""
+    from ..ruleops import listing
+
+    data = listing(app, iface)
+    if as_json:
+        from .output import emit_json
+
+        emit_json(data)
+        return
+    from ..render import print_rules
+
+    print_rules(data)
+
+
+def describe(rule: dict) -> str:
+    """'drop src 203.0.113.0/24 proto udp dport 53 priority 10'"""
+    parts = [rule["action"]]
+    parts += [f"{k.replace('_', '-')} {v}" for k, v in rule["match"].items()] or ["everything"]
+    return " ".join(parts) + f" (priority {rule['priority']})"
