@@ -41,6 +41,16 @@ KIND_OF = {
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def cli_label(key: str) -> str:
+    """How the command line names a match: --src-mac."""
+    return "--" + key.replace("_", "-")
+
+
+def file_label(key: str) -> str:
+    """How xdpctl.toml names it: src_mac."""
+    return key
+
+
 # --- reading one value ---------------------------------------------------------
 
 
@@ -77,13 +87,13 @@ def parse_prefix(text: str, what: str = "address") -> Network:
     return net
 
 
-def parse_proto(text) -> int:
+def parse_proto(text, what: str = "--proto") -> int:
     s = str(text).strip().lower()
     if s in PROTOCOLS:
         return PROTOCOLS[s]
     if _DECIMAL.match(s):
-        return _int(s, "--proto", 0, 255)
-    raise BadInput(f"--proto {text!r} is not a protocol: use tcp, udp, icmp, icmpv6, "
+        return _int(s, what, 0, 255)
+    raise BadInput(f"{what} {text!r} is not a protocol: use tcp, udp, icmp, icmpv6, "
                    f"{', '.join(n for n in PROTOCOLS if n not in ('tcp', 'udp', 'icmp', 'icmpv6'))} or 0-255")
 
 
@@ -115,41 +125,44 @@ def parse_mac(text, what: str) -> int:
     return int("".join(parts), 16)
 
 
-def parse_vlan(text) -> int:
-    return _int(text, "--vlan", 1, 4094)
+def parse_vlan(text, what: str = "--vlan") -> int:
+    return _int(text, what, 1, 4094)
 
 
-def parse_ethertype(text) -> int:
-    s = str(text).strip().lower()
-    if s in ETHERTYPES:
-        return ETHERTYPES[s]
-    if re.fullmatch(r"0x[0-9a-f]{1,4}", s):
-        value = int(s, 16)
-    elif _DECIMAL.match(s):
-        value = int(s)
+def parse_ethertype(text, what: str = "--ethertype") -> int:
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
     else:
-        raise BadInput(f"--ethertype {text!r} is not an EtherType: use hex like 0x88cc, or "
-                       f"{', '.join(ETHERTYPES)}")
+        s = str(text).strip().lower()
+        if s in ETHERTYPES:
+            return ETHERTYPES[s]
+        if re.fullmatch(r"0x[0-9a-f]{1,4}", s):
+            value = int(s, 16)
+        elif _DECIMAL.match(s):
+            value = int(s)
+        else:
+            raise BadInput(f"{what} {text!r} is not an EtherType: use hex like 0x88cc, or "
+                           f"{', '.join(ETHERTYPES)}")
     if not 0x0600 <= value <= 0xFFFF:
-        raise BadInput(f"--ethertype {text} is below 0x0600, which is an 802.3 length, not a type")
+        raise BadInput(f"{what} {text} is below 0x0600, which is an 802.3 length, not a type")
     return value
 
 
-def parse_tcp_flags(text) -> tuple[int, int]:
+def parse_tcp_flags(text, what: str = "--tcp-flags") -> tuple[int, int]:
     """'syn,!ack' -> (flags that must be set, flags that must be clear)."""
     set_mask = clear_mask = 0
     items = [t.strip().lower() for t in str(text).split(",")]
     if not any(items):
-        raise BadInput("--tcp-flags needs flags, like syn,!ack")
+        raise BadInput(f"{what} needs flags, like syn,!ack")
     for item in items:
         neg = item.startswith("!")
         name = item[1:] if neg else item
         if name not in TCP_FLAGS:
-            raise BadInput(f"--tcp-flags: {item!r} is not a TCP flag; use {', '.join(TCP_FLAGS)} "
+            raise BadInput(f"{what}: {item!r} is not a TCP flag; use {', '.join(TCP_FLAGS)} "
                            "(with ! for must-be-clear)")
         bit = TCP_FLAGS[name]
         if (clear_mask if not neg else set_mask) & bit:
-            raise BadInput(f"--tcp-flags: {name} cannot be both set and clear")
+            raise BadInput(f"{what}: {name} cannot be both set and clear")
         if neg:
             clear_mask |= bit
         else:
@@ -157,8 +170,8 @@ def parse_tcp_flags(text) -> tuple[int, int]:
     return set_mask, clear_mask
 
 
-def parse_priority(text) -> int:
-    return _int(text, "--priority", 0, PRIORITY_MAX)
+def parse_priority(text, what: str = "--priority") -> int:
+    return _int(text, what, 0, PRIORITY_MAX)
 
 
 def parse_action(text) -> int:
@@ -257,58 +270,54 @@ class Match:
             out["icmp_code"] = self.icmp_code
         return out
 
-    def check(self) -> "Match":
+    def check(self, label=cli_label) -> "Match":
         """Refuse matches that contradict each other (they could never match)."""
+        L = label  # noqa: N806
         families = {n.version for n in (self.src, self.dst) if n is not None}
         if len(families) > 1:
-            raise BadInput("--src and --dst are of different families (IPv4 and IPv6): no frame has both")
+            raise BadInput(f"{L('src')} and {L('dst')} are of different families (IPv4 and IPv6): "
+                           "no frame has both")
         family = families.pop() if families else None
         if self.ethertype is not None:
             ip_types = {0x0800: 4, 0x86DD: 6}
             if family is not None and ip_types.get(self.ethertype) != family:
-                raise BadInput(f"--ethertype 0x{self.ethertype:04x} contradicts an IPv{family} --src/--dst")
+                raise BadInput(f"{L('ethertype')} 0x{self.ethertype:04x} contradicts an IPv{family} "
+                               f"{L('src')}/{L('dst')}")
             transport = (self.proto, self.sport, self.dport, self.tcp_flags, self.icmp_type)
             if self.ethertype not in ip_types and any(v is not None for v in transport):
-                raise BadInput(f"--ethertype 0x{self.ethertype:04x} is not IP, so it has no protocol, "
+                raise BadInput(f"{L('ethertype')} 0x{self.ethertype:04x} is not IP, so it has no protocol, "
                                "ports, TCP flags or ICMP type to match")
             if self.ethertype in ip_types:
                 family = family or ip_types[self.ethertype]
         if (self.sport or self.dport) and self.proto not in (None, 6, 17):
-            raise BadInput("--sport/--dport need --proto tcp or udp (or no --proto: both)")
+            raise BadInput(f"{L('sport')}/{L('dport')} need {L('proto')} tcp or udp (or no {L('proto')}: both)")
         if self.tcp_flags is not None and self.proto not in (None, 6):
-            raise BadInput("--tcp-flags needs --proto tcp (or no --proto)")
+            raise BadInput(f"{L('tcp_flags')} needs {L('proto')} tcp (or no {L('proto')})")
         if self.icmp_code is not None and self.icmp_type is None:
-            raise BadInput("--icmp-code needs --icmp-type")
+            raise BadInput(f"{L('icmp_code')} needs {L('icmp_type')}")
         if self.icmp_type is not None and self.proto not in (None, 1, 58):
-            raise BadInput("--icmp-type needs --proto icmp or icmpv6 (or no --proto: both)")
+            raise BadInput(f"{L('icmp_type')} needs {L('proto')} icmp or icmpv6 (or no {L('proto')}: both)")
         if self.proto == 1 and family == 6:
-            raise BadInput("--proto icmp is IPv4's; with IPv6 addresses use --proto icmpv6")
+            raise BadInput(f"{L('proto')} icmp is IPv4's; with IPv6 addresses use {L('proto')} icmpv6")
         if self.proto == 58 and family == 4:
-            raise BadInput("--proto icmpv6 is IPv6's; with IPv4 addresses use --proto icmp")
+            raise BadInput(f"{L('proto')} icmpv6 is IPv6's; with IPv4 addresses use {L('proto')} icmp")
         if self.tcp_flags is not None and self.icmp_type is not None:
-            raise BadInput("--tcp-flags and --icmp-type cannot both match one frame")
+            raise BadInput(f"{L('tcp_flags')} and {L('icmp_type')} cannot both match one frame")
         return self
 
 
-def parse_match(values: dict) -> Match:
-    """A Match from option values (None for options not given)."""
-    get = lambda k: values.get(k)  # noqa: E731
-    tcp = get("tcp_flags")
-    m = Match(
-        src=parse_prefix(get("src"), "--src") if get("src") is not None else None,
-        dst=parse_prefix(get("dst"), "--dst") if get("dst") is not None else None,
-        proto=parse_proto(get("proto")) if get("proto") is not None else None,
-        sport=parse_ports(get("sport"), "--sport") if get("sport") is not None else None,
-        dport=parse_ports(get("dport"), "--dport") if get("dport") is not None else None,
-        src_mac=parse_mac(get("src_mac"), "--src-mac") if get("src_mac") is not None else None,
-        dst_mac=parse_mac(get("dst_mac"), "--dst-mac") if get("dst_mac") is not None else None,
-        vlan=parse_vlan(get("vlan")) if get("vlan") is not None else None,
-        ethertype=parse_ethertype(get("ethertype")) if get("ethertype") is not None else None,
-        tcp_flags=parse_tcp_flags(tcp) if tcp is not None else None,
-        icmp_type=_int(get("icmp_type"), "--icmp-type", 0, 255) if get("icmp_type") is not None else None,
-        icmp_code=_int(get("icmp_code"), "--icmp-code", 0, 255) if get("icmp_code") is not None else None,
-    )
-    return m.check()
+def parse_match(values: dict, label=cli_label) -> Match:
+    """A Match from option values (None for options not given). label names
+    the options in messages (cli_label or file_label)."""
+    parsers = {
+        "src": lambda v, w: parse_prefix(v, w), "dst": lambda v, w: parse_prefix(v, w),
+        "proto": parse_proto, "sport": parse_ports, "dport": parse_ports,
+        "src_mac": parse_mac, "dst_mac": parse_mac, "vlan": parse_vlan, "ethertype": parse_ethertype,
+        "tcp_flags": parse_tcp_flags,
+        "icmp_type": lambda v, w: _int(v, w, 0, 255), "icmp_code": lambda v, w: _int(v, w, 0, 255),
+    }
+    fields = {key: parsers[key](values[key], label(key)) for key in MATCH_KEYS if values.get(key) is not None}
+    return Match(**fields).check(label)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ COMMANDS = {
     "gen": "gen",
     "bench": "bench",
     "rule": "rule",
+    "apply": "apply",
+    "export": "export",
 }
 
 

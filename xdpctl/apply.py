@@ -1,0 +1,106 @@
+"""apply: make the machine match xdpctl.toml, and export: write what runs.
+
+The whole file is checked first (syntax, values, interfaces, programs in
+the way): one problem and nothing changes. Then each interface that differs
+gets one deploy (xdpctl/deploy.py): atomic on that interface. If a later
+interface fails, the ones already changed are put back as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from . import privileges
+from .config_file import ConfigFile, dump
+from .deploy import Current, check_mode, deploy
+from .errors import BadInput, ForeignProgram, InterfaceNotFound, ModeError, XdpctlError
+from .plan import InterfacePlan, plan_interface
+from .rules import sort_rules
+from .target import prog_name, resolve
+
+
+def plans(app, config: ConfigFile) -> tuple[list[InterfacePlan], list[str]]:
+    """The plan per interface in the file, and notes on managed interfaces it leaves alone."""
+    out = []
+    for name, want in config.interfaces.items():
+        try:
+            target = resolve(app, name)
+        except InterfaceNotFound:
+            raise BadInput(f"{config.path}:{want.line}: no interface named {name!r} here; "
+                           "`ip link` lists them") from None
+        if target.foreign:
+            raise ForeignProgram(name, target.attached_id, prog_name(target.attached_id),
+                                 f"{config.path}:{want.line}: detach it first, or leave {name} out of the file")
+        try:
+            check_mode(target, want.mode, False)
+        except ModeError as exc:
+            raise BadInput(f"{config.path}:{want.line}: {exc}") from None
+        out.append((target, plan_interface(want, Current.read(target) if target.ours else None)))
+    named = set(config.interfaces)
+    notes = []
+    for att in app.state.attachments(app.netns_ino):
+        link = app.netlink.link_by_index(att.ifindex)
+        if link is not None and link.ifname not in named:
+            notes.append(f"{link.ifname}: not in the file; left as it is (`xdpctl detach {link.ifname}` removes it)")
+    return out, notes
+
+
+def apply(app, config: ConfigFile, dry_run: bool = False) -> tuple[list[InterfacePlan], list[str]]:
+    privileges.require_attach("applying a configuration")
+    from .bpffs import ensure_mounted
+
+    if not dry_run:
+        ensure_mounted()
+    with app.state.lock() if not dry_run else contextlib.nullcontext():
+        pairs, notes = plans(app, config)
+        result = [p for _, p in pairs]
+        if dry_run:
+            return result, notes
+        done = []
+        try:
+            for target, p in pairs:
+                if not p.changes:
+                    continue
+                before = Current.read(target) if target.ours else None
+                deploy(app, target, mode=p.mode, options=p.options, rules=p.rules,
+                       next_id=p.next_id, next_seq=p.next_seq)
+                done.append((p.name, before))
+        except BaseException:
+            _put_back(app, done)
+            raise
+    return result, notes
+
+
+def _put_back(app, done) -> None:
+    """Undo the interfaces an interrupted apply changed, newest first."""
+    from .detach import detach
+
+    for name, before in reversed(done):
+        try:
+            target = resolve(app, name)
+            if before is None:
+                detach(app, name)
+            else:
+                deploy(app, target, mode=before.mode, options=before.options, rules=before.rules,
+                       next_id=before.next_id, next_seq=before.next_seq)
+        except XdpctlError:
+            pass  # the first error is the one reported; `xdpctl status` shows what is left
+
+
+def export(app, ifnames: tuple[str, ...] = ()) -> str:
+    privileges.require_bpf("reading xdpctl's rules")
+    entries = []
+    for att in app.state.attachments(app.netns_ino):
+        link = app.netlink.link_by_index(att.ifindex)
+        if link is None or (ifnames and link.ifname not in ifnames):
+            continue
+        target = resolve(app, link.ifname)
+        if not target.ours:
+            continue
+        current = Current.read(target)
+        entries.append((link.ifname, current.mode, current.options.policy, current.options.drop_non_ip,
+                        sort_rules(current.rules)))
+    missing = set(ifnames) - {e[0] for e in entries}
+    if missing:
+        raise BadInput(f"xdpctl manages no program on {', '.join(sorted(missing))}")
+    return dump(sorted(entries))
