@@ -39,6 +39,8 @@
 #define XDPCTL_RECORDS(name, cap) __u64 cls_##name[(cap) * XDPCTL_CW];
 
 struct xdpctl_tables {
+	/* De Bruijn table for xdpctl_ctz64 (filled by user space). */
+	__u8 ctz[64];
 	/* Field-indexed arrays of class ids. */
 #ifdef XDPCTL_USE_PROTO
 	__u32 proto[256];
@@ -137,7 +139,8 @@ static __always_inline __u32 xdpctl_plain(const __u64 *rec)
  * and loaded back is unknown to it, with no history for its precision
  * tracking to follow back (as it would through arithmetic), so paths that
  * differ only in such values merge. The scratch is per CPU; the barrier
- * keeps LLVM from forwarding the store to the load.
+ * (on that one slot, so nothing else is reloaded) keeps LLVM from
+ * forwarding the store to the load.
  */
 struct xdpctl_scratch {
 	__u64 v;
@@ -146,31 +149,33 @@ struct xdpctl_scratch {
 #define XDPCTL_MERGE(x, sc)                                        \
 	({                                                         \
 		(sc)->v = (x);                                     \
-		asm volatile("" ::: "memory");                     \
+		asm volatile("" : "+m"((sc)->v));                  \
 		(typeof(x))(sc)->v;                                \
 	})
 
 /*
- * Walk a trie: the root by the first two key bytes, then `depth` blocks by
- * the next ones (depth is the deepest any prefix in it needs: the layout's
- * XDPCTL_DEPTH_<T>). The walk is branch-free: past a leaf, each level reads
- * a block entry and keeps the leaf. The key is in the packet, all of it
- * checked by the caller; every index is masked to its array.
+ * Walk a trie: the root by the first two key bytes, then one block per
+ * further byte while the entry points to a block, at most `depth` blocks
+ * (the deepest any prefix in it needs: the layout's XDPCTL_DEPTH_<T>).
+ * The key is in the packet, all of it checked by the caller; every index is
+ * masked to its array. Each exit is its own path for the verifier: the
+ * caller merges the result.
  */
 static __always_inline __u32 xdpctl_trie(const __u32 *root, const __u32 *node, __u32 nodes,
 					 const __u8 *key, const int depth)
 {
 	__u32 e = root[((__u32)key[0] << 8) | key[1]];
-	__u32 child, next;
 	int i;
 
 #pragma unroll
 	for (i = 0; i < depth; i++) {
-		child = XDPCTL_ALL(e >> 31);
-		next = node[(((e & ~XDPCTL_TRIE_CHILD) << 8) | key[2 + i]) & (nodes * XDPCTL_TRIE_BLOCK - 1)];
-		e = (next & child) | (e & ~child);
+		if (!(e & XDPCTL_TRIE_CHILD))
+			return e;
+		e = node[(((e & ~XDPCTL_TRIE_CHILD) << 8) | key[2 + i]) & (nodes * XDPCTL_TRIE_BLOCK - 1)];
 	}
-	/* A well-built trie ends in a class id; a pointer here means class 0. */
+	/* A well-built trie ends in a class id; a pointer here means class 0.
+	 * Masked without a branch: every exit then returns an unknown value
+	 * with bit 31 clear, the same state, and the verifier merges them. */
 	return e & ~XDPCTL_ALL(e >> 31);
 }
 
@@ -181,49 +186,26 @@ static __always_inline const __u64 *xdpctl_record(const __u64 *records, __u32 ca
 }
 
 /*
- * Index of the lowest set bit of x (x != 0). BPF has no ctz instruction and
- * BCC cannot use the table LLVM would emit, so: isolate the bit, then find
- * its position bit by bit, without branches (see xdpctl_nonsc).
+ * Index of the lowest set bit of x (x != 0): BPF has no ctz instruction,
+ * and BCC cannot place the table LLVM would emit, so the de Bruijn table
+ * lives in the tables map (XDPCTL_DEBRUIJN is its multiplier).
  */
-static __always_inline __u32 xdpctl_ctz64(__u64 x)
-{
-	__u64 b = x & -x;
+#define XDPCTL_DEBRUIJN 0x03f79d71b4cb0a89ULL
 
-	return xdpctl_nonzero(b & 0xffffffff00000000ULL) << 5 |
-	       xdpctl_nonzero(b & 0xffff0000ffff0000ULL) << 4 |
-	       xdpctl_nonzero(b & 0xff00ff00ff00ff00ULL) << 3 |
-	       xdpctl_nonzero(b & 0xf0f0f0f0f0f0f0f0ULL) << 2 |
-	       xdpctl_nonzero(b & 0xccccccccccccccccULL) << 1 |
-	       xdpctl_nonzero(b & 0xaaaaaaaaaaaaaaaaULL);
+static __always_inline __u32 xdpctl_ctz64(const struct xdpctl_tables *t, __u64 x)
+{
+	return t->ctz[((x & -x) * XDPCTL_DEBRUIJN) >> 58];
 }
 
 /*
- * Make the parser's results unknown to the verifier (XDPCTL_MERGE), so that
- * all its paths merge before the engine, and re-derive the L3 pointer from
- * its offset with a fresh bounds check. ipv is kept: it says which check
- * holds. Returns the L3 header, or NULL when the frame has none.
+ * The L3 header from its offset, with the bounds check of its family's fixed
+ * header, or NULL when the frame has none (ipv is then 0).
  */
-static __always_inline const __u8 *xdpctl_merge_fields(struct xdpctl_pkt *pkt, void *data, void *data_end,
-							struct xdpctl_scratch *sc)
+static __always_inline const __u8 *xdpctl_l3(struct xdpctl_pkt *pkt, void *data, void *data_end)
 {
-	const __u8 *l3;
+	const __u8 *l3 = data + (pkt->l3_off & 0x3f);  /* at most 14 + two tags */
 
-	pkt->class = XDPCTL_MERGE(pkt->class, sc);
-	pkt->l3_off = XDPCTL_MERGE(pkt->l3_off, sc);
-	pkt->l4_off = XDPCTL_MERGE(pkt->l4_off, sc);
-	pkt->has_proto = XDPCTL_MERGE(pkt->has_proto, sc);
-	pkt->l4proto = XDPCTL_MERGE(pkt->l4proto, sc);
-	pkt->frag_later = XDPCTL_MERGE(pkt->frag_later, sc);
-	pkt->nvlan = XDPCTL_MERGE(pkt->nvlan, sc);
-	pkt->vlan_id = XDPCTL_MERGE(pkt->vlan_id, sc);
-	pkt->ethertype = XDPCTL_MERGE(pkt->ethertype, sc);
-	pkt->is_ip = XDPCTL_MERGE(pkt->is_ip, sc);
-	pkt->l2 = 0;
-	pkt->l3 = 0;
-	pkt->l4 = 0;
-	l3 = data + (pkt->l3_off & 0x3f);  /* at most 14 + two tags */
-	/* Bounds: the fixed header of the family (the parser checked it, but
-	 * the verifier no longer knows the offset). */
+	/* Bounds: the fixed header of the family. */
 	if (pkt->ipv == 6) {
 		if ((void *)(l3 + 40) > data_end)
 			goto none;
@@ -239,20 +221,24 @@ none:
 	return 0;
 }
 
-/* Keep the best plain rule of a prefix class if it beats the best so far. */
+/* An order no rule has: the best so far before any candidate. */
+#define XDPCTL_NO_ORDER (1ULL << 62)
+
+/*
+ * Keep the best plain rule of a prefix class if it beats the best so far,
+ * without a branch (see XDPCTL_ALL): orders are below 2^48, so the sign of
+ * their difference is their comparison.
+ */
 static __always_inline void xdpctl_take_plain(const struct xdpctl_tables *t, const __u64 *rec,
 					      __u32 *best, __u64 *best_order)
 {
 	__u32 p = xdpctl_plain(rec);
-	__u64 order;
+	__u64 order = t->decision[p & (XDPCTL_DECISIONS - 1)].order;
+	__u64 take = -(__u64)(xdpctl_nonzero(p ^ XDPCTL_NO_RULE) & ((order - *best_order) >> 63));
 
-	if (p == XDPCTL_NO_RULE)
-		return;
-	order = t->decision[p & (XDPCTL_DECISIONS - 1)].order;
-	if (order < *best_order) {
-		*best = p;
-		*best_order = order;
-	}
+	take = xdpctl_opaque64(take);
+	*best = (p & take) | (*best & ~take);
+	*best_order = (order & take) | (*best_order & ~take);
 }
 
 /* The class of a field-indexed kind: class 0 when the frame lacks the field
@@ -269,7 +255,7 @@ static __always_inline __u32 xdpctl_match(const struct xdpctl_tables *t, const s
 					  const __u8 *l3, void *data, struct xdpctl_scratch *sc)
 {
 	const __u64 *rec[XDPCTL_NDIMS > 0 ? XDPCTL_NDIMS : 1];
-	__u64 best_order = ~0ULL;
+	__u64 best_order = XDPCTL_NO_ORDER;
 	__u32 best = XDPCTL_NO_RULE;
 	int nd = 0;
 	__u32 c;
@@ -285,7 +271,7 @@ static __always_inline __u32 xdpctl_match(const struct xdpctl_tables *t, const s
 	if (l3 && pkt->ipv == 6)
 		c = xdpctl_trie(t->src6_root, t->src6_node, XDPCTL_NODES_SRC6, l3 + 8, XDPCTL_DEPTH_SRC6);
 #endif /* XDPCTL_TRIE_SRC6 */
-	rec[nd] = xdpctl_record(t->cls_src, XDPCTL_CAP_SRC, XDPCTL_MERGE(c, sc));
+	rec[nd] = xdpctl_record(t->cls_src, XDPCTL_CAP_SRC, c);
 	xdpctl_take_plain(t, rec[nd], &best, &best_order);
 	nd++;
 #endif /* XDPCTL_USE_SRC */
@@ -299,85 +285,92 @@ static __always_inline __u32 xdpctl_match(const struct xdpctl_tables *t, const s
 	if (l3 && pkt->ipv == 6)
 		c = xdpctl_trie(t->dst6_root, t->dst6_node, XDPCTL_NODES_DST6, l3 + 24, XDPCTL_DEPTH_DST6);
 #endif /* XDPCTL_TRIE_DST6 */
-	rec[nd] = xdpctl_record(t->cls_dst, XDPCTL_CAP_DST, XDPCTL_MERGE(c, sc));
+	rec[nd] = xdpctl_record(t->cls_dst, XDPCTL_CAP_DST, c);
 	xdpctl_take_plain(t, rec[nd], &best, &best_order);
 	nd++;
 #endif /* XDPCTL_USE_DST */
-	best = XDPCTL_MERGE(best, sc);
-	best_order = XDPCTL_MERGE(best_order, sc);
 #ifdef XDPCTL_USE_PROTO
 	/* l4 is set once the protocol field (or the upper layer) is known. */
 	c = XDPCTL_VALUE(t, proto, pkt->has_proto, pkt->l4proto, 256);
-	rec[nd++] = xdpctl_record(t->cls_proto, XDPCTL_CAP_PROTO, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_proto, XDPCTL_CAP_PROTO, c);
 #endif /* XDPCTL_USE_PROTO */
 #ifdef XDPCTL_USE_SPORT
 	c = XDPCTL_VALUE(t, sport, pkt->has_ports, pkt->sport, 65536);
-	rec[nd++] = xdpctl_record(t->cls_sport, XDPCTL_CAP_SPORT, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_sport, XDPCTL_CAP_SPORT, c);
 #endif /* XDPCTL_USE_SPORT */
 #ifdef XDPCTL_USE_DPORT
 	c = XDPCTL_VALUE(t, dport, pkt->has_ports, pkt->dport, 65536);
-	rec[nd++] = xdpctl_record(t->cls_dport, XDPCTL_CAP_DPORT, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_dport, XDPCTL_CAP_DPORT, c);
 #endif /* XDPCTL_USE_DPORT */
 	/* The MACs: the caller checked that the Ethernet header is in the frame. */
 #ifdef XDPCTL_USE_SRC_MAC
 	c = xdpctl_trie(t->smac_root, t->smac_node, XDPCTL_NODES_SMAC, (const __u8 *)data + 6, XDPCTL_DEPTH_SMAC);
-	rec[nd++] = xdpctl_record(t->cls_src_mac, XDPCTL_CAP_SRC_MAC, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_src_mac, XDPCTL_CAP_SRC_MAC, c);
 #endif /* XDPCTL_USE_SRC_MAC */
 #ifdef XDPCTL_USE_DST_MAC
 	c = xdpctl_trie(t->dmac_root, t->dmac_node, XDPCTL_NODES_DMAC, (const __u8 *)data, XDPCTL_DEPTH_DMAC);
-	rec[nd++] = xdpctl_record(t->cls_dst_mac, XDPCTL_CAP_DST_MAC, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_dst_mac, XDPCTL_CAP_DST_MAC, c);
 #endif /* XDPCTL_USE_DST_MAC */
 #ifdef XDPCTL_USE_VLAN
 	c = XDPCTL_VALUE(t, vlan, xdpctl_nonzero(pkt->nvlan), pkt->vlan_id, 4096);
-	rec[nd++] = xdpctl_record(t->cls_vlan, XDPCTL_CAP_VLAN, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_vlan, XDPCTL_CAP_VLAN, c);
 #endif /* XDPCTL_USE_VLAN */
 #ifdef XDPCTL_USE_ETHERTYPE
 	c = XDPCTL_VALUE(t, ethertype, 1, bpf_ntohs(pkt->ethertype), 65536);
-	rec[nd++] = xdpctl_record(t->cls_ethertype, XDPCTL_CAP_ETHERTYPE, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_ethertype, XDPCTL_CAP_ETHERTYPE, c);
 #endif /* XDPCTL_USE_ETHERTYPE */
 #ifdef XDPCTL_USE_TCP_FLAGS
 	c = XDPCTL_VALUE(t, tcp_flags, pkt->has_tcp_flags, pkt->tcp_flags, 256);
-	rec[nd++] = xdpctl_record(t->cls_tcp_flags, XDPCTL_CAP_TCP_FLAGS, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_tcp_flags, XDPCTL_CAP_TCP_FLAGS, c);
 #endif /* XDPCTL_USE_TCP_FLAGS */
 #ifdef XDPCTL_USE_ICMP
 	c = XDPCTL_VALUE(t, icmp, pkt->has_icmp, ((__u32)pkt->icmp_type << 8) | pkt->icmp_code, 65536);
-	rec[nd++] = xdpctl_record(t->cls_icmp, XDPCTL_CAP_ICMP, XDPCTL_MERGE(c, sc));
+	rec[nd++] = xdpctl_record(t->cls_icmp, XDPCTL_CAP_ICMP, c);
 #endif /* XDPCTL_USE_ICMP */
 	(void)nd;
 	(void)c;
 
 #ifdef XDPCTL_GENERAL
 	{
-		/* The general rules every kind allows: AND the records, first by
-		 * their summaries (a bit per word), then the candidate words. */
+		/*
+		 * The general rules. A record's summary marks the bitmap words
+		 * holding a rule for which this kind is the most selective one
+		 * (its "primary" kind) and which this class allows: a rule can
+		 * match only if its primary kind allows it, so the OR of the
+		 * summaries names every word that may hold a match. Within one,
+		 * the AND of the records' bitmaps is exactly the matching rules,
+		 * and the lowest set bit the first in decision order.
+		 */
 		__u32 pos = XDPCTL_NO_RULE;
 		int s, i, d;
 
 #pragma unroll
 		for (s = 0; s < XDPCTL_SUMMARY; s++) {
-			__u64 m = ~0ULL;
+			__u64 m = XDPCTL_NDIMS ? 0 : ~0ULL;
 
-			if (pos != XDPCTL_NO_RULE)
-				m = 0;  /* found in an earlier summary word */
 #pragma unroll
 			for (d = 0; d < XDPCTL_NDIMS; d++)
-				m &= rec[d][1 + s];
+				m |= rec[d][1 + s];
+			if (pos != XDPCTL_NO_RULE)
+				m = 0;  /* found in an earlier summary word */
 			for (i = 0; i < 64 && m; i++) {
-				__u32 w = s * 64 + xdpctl_ctz64(m);
+				__u32 w = s * 64 + xdpctl_ctz64(t, m);
 				__u64 x = ~0ULL;
 
 #pragma unroll
 				for (d = 0; d < XDPCTL_NDIMS; d++)
 					x &= rec[d][1 + XDPCTL_SUMMARY + (w & (XDPCTL_WORDS - 1))];
 				if (x) {
-					pos = w * 64 + xdpctl_ctz64(x);
+					pos = w * 64 + xdpctl_ctz64(t, x);
 					break;
 				}
 				m &= m - 1;
 			}
 			/* Every exit from the loop above is its own path: merge them
-			 * before the next summary word. */
-			pos = XDPCTL_MERGE(pos, sc);
+			 * before the next summary word (after the last, only a short
+			 * tail follows). */
+			if (s + 1 < XDPCTL_SUMMARY)
+				pos = XDPCTL_MERGE(pos, sc);
 		}
 		if (pos != XDPCTL_NO_RULE) {
 			__u64 order = t->decision[pos & (XDPCTL_DECISIONS - 1)].order;

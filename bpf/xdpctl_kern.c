@@ -98,17 +98,22 @@ static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *
 	const __u8 *l3;
 
 	cfg = xdpctl_config.lookup(&zero);
-	sc = xdpctl_scratch.lookup(&zero);
-	if (!cfg || !sc)
+	if (!cfg)
 		return 0;
+#if XDPCTL_SUMMARY > 1
+	/* Only the search across several summary words merges (XDPCTL_MERGE). */
+	sc = xdpctl_scratch.lookup(&zero);
+	if (!sc)
+		return 0;
+#else
+	sc = 0;
+#endif
 	/* Frames shorter than an Ethernet header are left to the policy. */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + sizeof(struct ethhdr) > data_end)
 		return 0;
-	/* Merge the parser's paths for the verifier first (see XDPCTL_MERGE);
-	 * everything after runs on the merged state. */
-	l3 = xdpctl_merge_fields(pkt, data, data_end, sc);
+	l3 = xdpctl_l3(pkt, data, data_end);
 #ifdef XDPCTL_NEED_L4
 	xdpctl_parse_l4(pkt, data, data_end);
 #endif /* XDPCTL_NEED_L4 */

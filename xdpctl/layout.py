@@ -151,7 +151,7 @@ class Layout:
 
     def sections(self) -> list[Section]:
         """The members of struct xdpctl_tables, in order, with offsets."""
-        parts: list[tuple[str, int]] = []
+        parts: list[tuple[str, int]] = [("ctz", 64)]
         for kind, member, entries in VALUE_ARRAYS:
             if self.has_kind(kind):
                 parts.append((member, 4 * entries))

@@ -24,6 +24,51 @@ from .rules import Rule, sort_rules
 
 _VALUE_ENTRIES = {kind: entries for kind, _, entries in VALUE_ARRAYS}
 
+DEBRUIJN = 0x03F79D71B4CB0A89  # XDPCTL_DEBRUIJN
+
+
+def ctz_table() -> bytes:
+    """The de Bruijn table of xdpctl_ctz64: position of the lowest set bit."""
+    table = bytearray(64)
+    for i in range(64):
+        table[(((1 << i) * DEBRUIJN) & 0xFFFFFFFFFFFFFFFF) >> 58] = i
+    return bytes(table)
+
+
+def primary_kind(rule: Rule) -> str | None:
+    """The rule's most selective kind of match: a frame that fails it cannot
+    match the rule, and few frames pass it. None for a rule with no match."""
+    m = rule.match
+    best: tuple[int, str] | None = None
+
+    def offer(score: int, kind: str) -> None:
+        nonlocal best
+        if best is None or score < best[0]:
+            best = (score, kind)
+
+    for kind, net in (("SRC", m.src), ("DST", m.dst)):
+        if net is not None:
+            fraction = net.prefixlen / net.max_prefixlen
+            offer(0 if fraction >= 0.5 else 3 if fraction >= 0.25 else 9, kind)
+    for kind, mac in (("SRC_MAC", m.src_mac), ("DST_MAC", m.dst_mac)):
+        if mac is not None:
+            offer(1, kind)
+    if m.icmp_type is not None:
+        offer(2, "ICMP")
+    for kind, rng in (("DPORT", m.dport), ("SPORT", m.sport)):
+        if rng is not None:
+            width = rng[1] - rng[0] + 1
+            offer(2 if width <= 16 else 4 if width <= 1024 else 8, kind)
+    if m.vlan is not None:
+        offer(4, "VLAN")
+    if m.ethertype is not None:
+        offer(5, "ETHERTYPE")
+    if m.proto is not None:
+        offer(6, "PROTO")
+    if m.tcp_flags is not None:
+        offer(7, "TCP_FLAGS")
+    return best[1] if best else None
+
 
 # --- field-indexed kinds ---------------------------------------------------------
 
@@ -220,6 +265,9 @@ class Built:
     values: dict[str, ValueClasses]
     prefixes: dict[str, PrefixClasses]  # "SRC", "DST", "SRC_MAC", "DST_MAC"
     needs: Needs
+    wildcards: dict[str, int] = field(default_factory=dict)  # per kind: general rules not using it
+    primaries: dict[str, int] = field(default_factory=dict)  # per kind: rules it is the primary kind of
+    anywhere: int = 0  # general rules with no match at all
 
     def tables(self, layout: Layout) -> bytes:
         """struct xdpctl_tables for layout (which must fit self.needs)."""
@@ -227,6 +275,7 @@ class Built:
             raise ValueError("the layout does not fit this rule set")
         out = bytearray(layout.tables_size)
         sections = {s.name: s for s in layout.sections()}
+        out[sections["ctz"].offset : sections["ctz"].offset + 64] = ctz_table()
         for kind, member, _ in VALUE_ARRAYS:
             if kind in self.values:
                 s = sections[member]
@@ -243,7 +292,7 @@ class Built:
                     raw = block.tobytes()
                     out[offset : offset + len(raw)] = raw
                     offset += len(raw)
-        for kind in layout_kinds(layout):
+        for i, kind in enumerate(layout_kinds(layout)):
             s = sections[f"cls_{kind.lower()}"]
             if kind in self.values:
                 bitmaps, plain = self.values[kind].bitmaps, None
@@ -251,7 +300,13 @@ class Built:
                 bitmaps, plain = self.prefixes[kind].bitmaps, self.prefixes[kind].plain
             else:  # compiled in, but no rule uses it now: everything is wildcard
                 bitmaps, plain = [self.wildcard_all], None
-            _write_records(out, s.offset, layout, bitmaps, plain)
+            # Summaries mark the words of the rules this kind is primary for;
+            # rules with no match are everywhere: in the first kind's.
+            wildcard = self.wildcards.get(kind, self.wildcard_all)
+            primary = self.primaries.get(kind, 0)
+            everywhere = self.anywhere if i == 0 else 0
+            summaries = [((bm & ~wildcard) & primary) | everywhere for bm in bitmaps]
+            _write_records(out, s.offset, layout, bitmaps, plain, summaries)
         s = sections["decision"]
         offset = s.offset
         for rule in self.general + self.plain:
@@ -268,18 +323,19 @@ def layout_kinds(layout: Layout) -> list[str]:
     return [name for name, bit in contract.KINDS if layout.kinds & bit]
 
 
-def _write_records(out: bytearray, offset: int, layout: Layout, bitmaps: list[int], plain: list[int] | None) -> None:
+def _write_records(out: bytearray, offset: int, layout: Layout, bitmaps: list[int], plain: list[int] | None,
+                   summaries: list[int]) -> None:
     words = layout.words
     summary = contract.summary_words(words)
     size = 8 * layout.record_words
-    for i, bm in enumerate(bitmaps):
+    for i, (bm, sm) in enumerate(zip(bitmaps, summaries)):
         rec = offset + i * size
         p = contract.NO_RULE if plain is None else plain[i]
         out[rec : rec + 4] = p.to_bytes(4, "little")
         if not words:
             continue
         summ = 0
-        rest = bm
+        rest = sm
         while rest:
             low = (rest & -rest).bit_length() - 1
             w = low // 64
@@ -359,5 +415,14 @@ def build(rules: list[Rule]) -> Built:
         nodes=nodes,
         depths=depths,
     )
-    return Built(general, plain, values, prefixes, needs)
+    wildcards = {name: wildcard(bit) for name, bit in contract.KINDS if kinds & bit}
+    primaries: dict[str, int] = {}
+    anywhere = 0
+    for pos, r in gen_pos:
+        kind = primary_kind(r)
+        if kind is None:
+            anywhere |= 1 << pos
+        else:
+            primaries[kind] = primaries.get(kind, 0) | 1 << pos
+    return Built(general, plain, values, prefixes, needs, wildcards, primaries, anywhere)
 

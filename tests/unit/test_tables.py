@@ -78,9 +78,9 @@ def emulate(layout: Layout, raw: bytes, p: classify.Parsed) -> int:
     if layout.words:
         pos = None
         for s in range(summary):
-            m = (1 << 64) - 1
+            m = 0 if recs else (1 << 64) - 1
             for r in recs:
-                m &= u64(r + 8 + 8 * s)
+                m |= u64(r + 8 + 8 * s)
             while m and pos is None:
                 w = s * 64 + ((m & -m).bit_length() - 1)
                 x = (1 << 64) - 1
