@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from . import lab as labs
-from . import libbpf, netlink
+from . import contract, libbpf, netlink
 from .program import FilterOptions, empty_program, filter_program
+from .state import scratch_dir
 
 DEFAULT_REPEAT = 2_000_000
 DEFAULT_ROUNDS = 12
@@ -126,30 +127,38 @@ def measure(baseline: Contender, others: list[Contender], frames: dict[str, byte
 
 
 def bench(options: FilterOptions, source: str, repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS,
-          with_xdp_filter: bool = False) -> dict:
-    """Build the empty program and xdpctl's program with options; time them."""
+          with_xdp_filter: bool = False, rule_sets: tuple[int, ...] = ()) -> dict:
+    """Build the empty program and xdpctl's program with options (and, for
+    each size in rule_sets, with that many synthetic mixed rules); time them."""
     from .compiler import compile_and_load
 
     loaded = []
     stand = xdp_filter = None
-    try:
-        loaded.append(compile_and_load(empty_program()))
-        loaded.append(compile_and_load(filter_program(options, None)))
-        stand = Stand()
-        contenders = [Contender("xdpctl", loaded[1].prog_fd)]
-        if with_xdp_filter:
-            from .xdp_filter import XdpFilter
+    with contextlib.ExitStack() as stack:
+        try:
+            loaded.append(compile_and_load(empty_program()))
+            contenders = []
+            if not rule_sets:
+                loaded.append(compile_and_load(filter_program(options, None)))
+                contenders.append(Contender("xdpctl", loaded[-1].prog_fd))
+            for n in rule_sets:
+                scratch = stack.enter_context(scratch_dir("bench"))
+                loaded.append(_with_rules(options, n, scratch))
+                contenders.append(Contender(f"xdpctl_{n}", loaded[-1].prog_fd))
+            stand = Stand()
+            if with_xdp_filter:
+                from .xdp_filter import XdpFilter
 
-            xdp_filter = XdpFilter.start()
-            contenders.append(Contender("xdp_filter", xdp_filter.prog_fd, held=False))
-        rows = measure(Contender("empty", loaded[0].prog_fd), contenders, bench_frames(), repeat, rounds, stand)
-    finally:
-        if stand is not None:
-            stand.close()
-        if xdp_filter is not None:
-            xdp_filter.stop()
-        for item in loaded:
-            item.close()
+                xdp_filter = XdpFilter.start()
+                contenders.append(Contender("xdp_filter", xdp_filter.prog_fd, held=False))
+            rows = measure(Contender("empty", loaded[0].prog_fd), contenders, bench_frames(), repeat, rounds, stand)
+        finally:
+            if stand is not None:
+                stand.close()
+            if xdp_filter is not None:
+                xdp_filter.stop()
+            for item in loaded:
+                item.close()
     report = {
         "program": {"source": source, "options": options.describe()},
         "baseline": "the empty XDP program (return XDP_PASS)",
@@ -160,6 +169,31 @@ def bench(options: FilterOptions, source: str, repeat: int = DEFAULT_REPEAT, rou
         "rounds": rounds,
         "frames": rows,
     }
+    if rule_sets:
+        report["rule_sets"] = {str(n): "synthetic mixed rules (xdpctl/synthetic.py): IPv4/IPv6 prefixes, "
+                               "protocols, port ranges, ICMP types, MACs; the frames match only the last"
+                               for n in rule_sets}
+        if len(rule_sets) > 1:
+            lo, hi = min(rule_sets), max(rule_sets)
+            for row in rows:
+                row[f"growth_{lo}_to_{hi}"] = round(row[f"xdpctl_{hi}_ns"] / row[f"xdpctl_{lo}_ns"], 3)
     if xdp_filter is not None:
         report["xdp_filter"] = xdp_filter.describe()
     return report
+
+
+def _with_rules(options: FilterOptions, n: int, directory: str):
+    """xdpctl's program with n synthetic rules, its tables filled."""
+    from . import engine, synthetic
+    from .compiler import compile_and_load
+    from .layout import Layout
+    from .tables import build
+
+    rules = synthetic.mixed(n)
+    built = build(rules)
+    layout = Layout().grown(built.needs)
+    tables = engine.create_tables(directory, layout)
+    loaded = compile_and_load(filter_program(options, directory, layout))
+    engine.write_tables(tables, 0, built.tables(layout))
+    engine.write_config(os.path.join(directory, contract.PIN_CONFIG), 0, len(rules), n + 1, n + 1)
+    return loaded

@@ -195,22 +195,21 @@ def print_rules(data: dict) -> None:
 
 def print_bench(report: dict) -> None:
     opts = ", ".join(report["program"]["options"]) or "count only"
-    table = Table(title=f"xdpctl ({opts}, {report['program']['source']}) vs the empty XDP program",
+    first = report["frames"][0]
+    names = [k[: -len("_ratio")] for k in first if k.endswith("_ratio")]
+    table = Table(title=f"per packet, against the empty XDP program ({opts})",
                   box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    has_xf = any("xdp_filter_ns" in r for r in report["frames"])
     table.add_column("frame")
-    table.add_column("bytes", justify="right")
-    table.add_column("empty ns", justify="right")
-    table.add_column("xdpctl ns", justify="right")
-    table.add_column("ratio", justify="right")
-    if has_xf:
-        table.add_column("xdp-filter ns", justify="right")
-        table.add_column("ratio", justify="right")
+    table.add_column("empty", justify="right")
+    for name in names:
+        table.add_column(name.replace("xdpctl_", "rules ").replace("xdp_filter", "xdp-filter"), justify="right")
+    growth = [k for k in first if k.startswith("growth_")]
+    for g in growth:
+        table.add_column(g.replace("growth_", "growth ").replace("_to_", "->"), justify="right")
     for r in report["frames"]:
-        row = [r["frame"], str(r["bytes"]), f"{r['empty_ns']:.2f}", f"{r['xdpctl_ns']:.2f}",
-               f"{r['xdpctl_ratio']:.3f}x"]
-        if has_xf:
-            row += [f"{r['xdp_filter_ns']:.2f}", f"{r['xdp_filter_ratio']:.3f}x"]
+        row = [r["frame"], f"{r['empty_ns']:.1f}ns"]
+        row += [f"{r[n + '_ns']:.1f}ns {r[n + '_ratio']:.2f}x" for n in names]
+        row += [f"{r[g]:.2f}x" for g in growth]
         table.add_row(*row)
     _out.print(table)
     _out.print(f"{report['rounds']} rounds x {report['repeat']:,} runs per program and frame; medians. "

@@ -13,13 +13,15 @@ from .params import IFACE, json_option
 @click.option("--drop-non-ip", is_flag=True, help="Without IFACE: measure the --drop-non-ip variant.")
 @click.option("--xdp-filter", "with_xdp_filter", is_flag=True,
               help="Also measure xdp-filter (all features, one port and one IP rule) on the same frames.")
+@click.option("--rules", "rule_sets", metavar="N[,N...]",
+              help="Measure xdpctl with N synthetic mixed rules (several sizes: the growth between them).")
 @click.option("--repeat", type=click.IntRange(1000, 100_000_000), default=2_000_000, show_default=True,
               help="Runs per measurement.")
 @click.option("--rounds", type=click.IntRange(1, 101), default=12, show_default=True,
               help="Alternations of the programs; the report gives medians.")
 @json_option
 @click.pass_obj
-def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, repeat, rounds, as_json):
+def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repeat, rounds, as_json):
     """Per-packet cost of xdpctl's program against the empty XDP program,
     through BPF_PROG_TEST_RUN, on IPv4/UDP, VLAN IPv4/UDP, IPv6/TCP and ARP.
 
@@ -47,7 +49,18 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, repeat, rounds, 
             raise NotManaged(iface)
         options = FilterOptions.from_bits(target.meta.options)
         source = f"as attached to {iface} (prog {target.meta.prog_id})"
-    report = bench(options, source, repeat=repeat, rounds=rounds, with_xdp_filter=with_xdp_filter)
+    sizes: tuple[int, ...] = ()
+    if rule_sets:
+        try:
+            sizes = tuple(sorted({int(n) for n in rule_sets.split(",")}))
+        except ValueError:
+            raise BadInput(f"--rules takes rule counts like 10,1000; got {rule_sets!r}") from None
+        if not all(1 <= n <= 16384 for n in sizes):
+            raise BadInput("--rules counts must be from 1 to 16384")
+        if iface:
+            raise BadInput("--rules measures synthetic rule sets; drop IFACE/--lab")
+    report = bench(options, source, repeat=repeat, rounds=rounds, with_xdp_filter=with_xdp_filter,
+                   rule_sets=sizes)
     if as_json:
         from .output import emit_json
 
