@@ -1,0 +1,102 @@
+"""apply on a veth lab: it makes the interface match the file, a second
+apply changes nothing, --dry-run changes nothing, a bad file changes nothing,
+and export writes what applies back to nothing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import snapshot
+from xdpctl import frames
+from xdpctl.predict import predict, rules_from_json
+from xdpctl.program import FilterOptions
+from xdpctl.sender import Sender
+
+pytestmark = pytest.mark.kernel
+
+
+def write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def config(iface: str, lab, extra_rules: str = "", policy: str = "allow") -> str:
+    return f"""
+[interfaces.{iface}]
+policy = "{policy}"
+drop_non_ip = false
+rules = [
+  {{ action = "drop", src = "{lab.peer4}/32", proto = "udp", dport = 53 }},
+  {{ action = "pass", src_mac = "{lab.peer_mac}", proto = "tcp", priority = 10 }},
+  {{ action = "drop", src = "fd78:6470::/32", proto = "icmpv6", icmp_type = 128 }},
+  {{ action = "drop", ethertype = "0x88cc" }},{extra_rules}
+]
+"""
+
+
+def test_apply_then_nothing_then_dry_run_then_export(klab, tmp_path):
+    lab = klab.lab
+    path = write(tmp_path, "x.toml", config(klab.iface, lab))
+    dry = klab.xdpctl("apply", path, "--dry-run")
+    assert "attach" in dry.stdout and "dry run" in dry.stdout
+    assert klab.xdpctl.json("status")["interfaces"] == []
+    out = klab.xdpctl("apply", path)
+    assert "1 interface changed" in out.stdout
+    assert "nothing to change" in klab.xdpctl("apply", path).stdout
+
+    fs = frames.build("mix", lab.endpoints()) + frames.build("mix", lab.endpoints(dport=53))
+    with Sender(lab.peer_if, lab.netns) as s:
+        per_frame = s.send(fs, len(fs) * 2).per_frame
+    klab.wait_for_total(sum(per_frame))
+    (entry,) = klab.xdpctl.json("stats", klab.iface)["interfaces"]
+    want, hits = predict(fs, per_frame, rules_from_json(entry["rules"]), FilterOptions())
+    assert entry["counters"] == want and {r["id"]: r["hits"] for r in entry["rules"]} == hits
+    assert all(h["packets"] for h in hits.values())
+
+    exported = klab.xdpctl("export").stdout
+    again = write(tmp_path, "exported.toml", exported)
+    assert "nothing to change" in klab.xdpctl("apply", again).stdout
+    assert klab.xdpctl("export").stdout == exported
+    (after,) = klab.xdpctl.json("stats", klab.iface)["interfaces"]
+    assert after["rules"] == entry["rules"]  # ids, order and hits all kept
+
+    changed = write(tmp_path, "y.toml", config(klab.iface, lab, "\n  { action = \"drop\", dport = 9 },", "deny"))
+    plan = klab.xdpctl("apply", changed, "--dry-run").stdout
+    assert "+ drop dport 9" in plan and "policy allow -> policy deny" in plan
+    assert klab.xdpctl("export").stdout == exported  # the dry run changed nothing
+    klab.xdpctl("apply", changed)
+    assert "nothing to change" in klab.xdpctl("apply", changed).stdout
+    (entry,) = klab.xdpctl.json("stats", klab.iface)["interfaces"]
+    assert entry["policy"] == "deny" and len(entry["rules"]) == 5
+
+
+def test_a_bad_file_changes_nothing(klab, tmp_path):
+    lab = klab.lab
+    good = config(klab.iface, lab)
+    klab.xdpctl("apply", write(tmp_path, "good.toml", good))
+    before = snapshot(klab)
+    exported = klab.xdpctl("export").stdout
+    bad = [
+        (good.replace("dport = 53", "dport = 65536"), ":6: dport must be from 1 to 65535"),
+        (good.replace(f"{lab.peer4}/32", "203.0.113.7/24"), ":6: src 203.0.113.7/24 has host bits"),
+        (good + "\n[interfaces.nosuch9]\n", "no interface named 'nosuch9'"),
+        (good.replace('policy = "allow"', 'policy = "allow"\ncolour = "red"'), ":4: unknown key 'colour'"),
+        (good.replace('{ action = "drop", ethertype = "0x88cc" },',
+                      '{ action = "drop", ethertype = "0x88cc" },\n  { action = "drop", ethertype = "0x88cc" },'),
+         ":10: duplicate rule"),
+    ]
+    for i, (text, why) in enumerate(bad):
+        r = klab.xdpctl("apply", write(tmp_path, f"bad{i}.toml", text), check=False)
+        assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = klab.xdpctl("apply", str(tmp_path), check=False)
+    assert r.returncode == 2 and "is a directory" in r.stderr
+    world = write(tmp_path, "world.toml", good)
+    os.chmod(world, 0o666)
+    r = klab.xdpctl("apply", world, check=False)
+    assert r.returncode == 2 and "writable by others" in r.stderr
+    assert snapshot(klab) == before
+    assert klab.xdpctl("export").stdout == exported
