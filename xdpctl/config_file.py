@@ -219,7 +219,13 @@ def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
             seen[spec.identity] = line
             iface.rules.append(spec)
         if len(iface.rules) > contract.MAX_RULES:
-            fail(lines[contract.MAX_RULES], f"more than {contract.MAX_RULES:,} rules for {name}")
+            fail(lines[contract.MAX_RULES], f"more than {contract.MAX_RULES:,} rules for {name}, "
+                 "the most xdpctl holds per interface")
+        general = [spec.line for spec in iface.rules if not spec.match.plain]
+        if len(general) > contract.MAX_GENERAL:
+            fail(general[contract.MAX_GENERAL],
+                 f"more than {contract.MAX_GENERAL:,} rules for {name} that match more than one prefix, "
+                 "the most xdpctl holds per interface (plain src or dst rules do not count)")
         out[name] = iface
     return ConfigFile(path, out)
 

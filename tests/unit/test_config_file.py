@@ -165,3 +165,16 @@ def test_dump_round_trips():
         assert again.kind == "none", again.lines
     assert dump([(n, m, pol, d, r) for n, m, pol, d, r in entries]) == text
     assert contract.PRIORITY_DEFAULT == 1000
+
+
+def test_past_the_rule_limits_the_line_of_the_first_rule_too_many():
+    general = "\n".join(f'  {{ action = "drop", proto = "udp", dport = {p} }},'
+                        for p in range(1, contract.MAX_GENERAL + 2))
+    with pytest.raises(BadInput) as err:
+        parse(f"[interfaces.eth0]\nrules = [\n{general}\n]\n")
+    assert str(err.value).startswith(f"xdpctl.toml:{contract.MAX_GENERAL + 3}: more than 16,384 rules for eth0 "
+                                     "that match more than one prefix")
+    # Plain prefix rules do not count against that limit.
+    plain = "\n".join(f'  {{ action = "drop", src = "10.{i >> 8}.{i & 255}.0/24" }},'
+                      for i in range(contract.MAX_GENERAL + 1))
+    assert len(parse(f"[interfaces.eth0]\nrules = [\n{plain}\n]\n").interfaces["eth0"].rules) == 16385
