@@ -30,25 +30,55 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def is_mounted(path: str = BPFFS, mountinfo: str = "/proc/self/mountinfo") -> bool:
-    """True when path is a bpffs mount point (the last mount there wins)."""
-    found = False
+def _mounts(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str, str]]:
+    """(mount point, fs type, source) of every mount, in mount order."""
+    out = []
     try:
         with open(mountinfo) as f:
             for line in f:
                 left, _, right = line.partition(" - ")
-                fields = left.split()
-                if len(fields) >= 5 and _unescape(fields[4]) == path:
-                    found = right.split()[0] == "bpf"
+                fields, tail = left.split(), right.split()
+                if len(fields) >= 5 and len(tail) >= 2:
+                    out.append((_unescape(fields[4]), tail[0], _unescape(tail[1])))
     except OSError:
-        return False
+        pass
+    return out
+
+
+def is_mounted(path: str = BPFFS, mountinfo: str = "/proc/self/mountinfo") -> bool:
+    """True when path is a bpffs mount point (the last mount there wins)."""
+    found = False
+    for point, fstype, _ in _mounts(mountinfo):
+        if point == path:
+            found = fstype == "bpf"
     return found
+
+
+def private_mount_namespace(mountinfo: str = "/proc/self/mountinfo") -> bool:
+    """True when this process has a mount namespace of its own, unlike init.
+
+    `ip netns exec` gives each command a fresh one with a fresh /sys: a bpffs
+    mounted there ends with the command, and every pin on it. Where init's
+    namespace cannot be read, the sign is the /sys that `ip netns exec`
+    mounts, whose source is the namespace's name rather than "sysfs".
+    """
+    try:
+        return os.stat("/proc/self/ns/mnt").st_ino != os.stat("/proc/1/ns/mnt").st_ino
+    except OSError:
+        sys_mounts = [(t, src) for point, t, src in _mounts(mountinfo) if point == "/sys"]
+        return bool(sys_mounts) and sys_mounts[-1][0] == "sysfs" and sys_mounts[-1][1] != "sysfs"
 
 
 def ensure_mounted(path: str = BPFFS) -> bool:
     """Mount bpffs at path unless it is there. True when this call mounted it."""
     if is_mounted(path):
         return False
+    if private_mount_namespace():
+        raise BpffsMissing(
+            f"bpffs is not mounted at {path} in this mount namespace (as under `ip netns exec`), "
+            "and pins made here would vanish when xdpctl exits; "
+            "use `xdpctl --netns NAME ...` instead of `ip netns exec NAME xdpctl ...`"
+        )
     if not os.path.isdir(path):
         raise BpffsMissing(
             f"{path} does not exist, so bpffs cannot be mounted there; "

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import contract, libbpf
-from .bpffs import BPFFS
+from .bpffs import BPFFS, ensure_mounted
 from .errors import KernelError, MissingCapability, XdpctlError
 
 STATE_ROOT = os.path.join(BPFFS, "xdpctl")
@@ -95,6 +95,8 @@ class State:
         self._held = False
 
     def ensure_root(self) -> None:
+        if self.root.parent == Path(BPFFS):
+            ensure_mounted(BPFFS)
         try:
             self.root.mkdir(mode=0o700, exist_ok=True)
         except PermissionError as exc:

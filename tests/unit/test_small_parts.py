@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from xdpctl import bpffs
 from xdpctl.compiler import compile_error_summary, verifier_summary
 from xdpctl.program import FilterOptions, empty_program, filter_program
@@ -21,6 +23,25 @@ def test_bpffs_mount_detection(tmp_path):
     assert not bpffs.is_mounted("/sys", str(info))
     info.write_text(MOUNTINFO + "60 42 0:60 / /sys/fs/bpf rw - tmpfs tmpfs rw\n")
     assert not bpffs.is_mounted("/sys/fs/bpf", str(info))  # shadowed by a later mount
+
+
+def test_a_fresh_sys_from_ip_netns_exec_marks_a_private_mount_namespace(tmp_path, monkeypatch):
+    def no_access(path, *a, **k):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(bpffs.os, "stat", no_access)  # init's namespace unreadable
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO)
+    assert not bpffs.private_mount_namespace(str(info))
+    info.write_text(MOUNTINFO + "49 46 0:40 / /sys rw,relatime - sysfs lab1 rw\n")
+    assert bpffs.private_mount_namespace(str(info))
+
+
+def test_mounting_bpffs_in_a_private_mount_namespace_is_refused(monkeypatch):
+    monkeypatch.setattr(bpffs, "is_mounted", lambda path=bpffs.BPFFS: False)
+    monkeypatch.setattr(bpffs, "private_mount_namespace", lambda: True)
+    with pytest.raises(bpffs.BpffsMissing, match="xdpctl --netns NAME"):
+        bpffs.ensure_mounted()
 
 
 VERIFIER_LOG = """\
