@@ -19,8 +19,9 @@ from .rules import sort_rules
 from .target import prog_name, resolve
 
 
-def plans(app, config: ConfigFile) -> tuple[list[InterfacePlan], list[str]]:
-    """The plan per interface in the file, and notes on managed interfaces it leaves alone."""
+def plans(app, config: ConfigFile) -> tuple[list[tuple[object, Current | None, InterfacePlan]], list[str]]:
+    """(target, what it holds now, plan) per interface in the file, and notes
+    on managed interfaces the file leaves alone."""
     out = []
     for name, want in config.interfaces.items():
         try:
@@ -35,7 +36,8 @@ def plans(app, config: ConfigFile) -> tuple[list[InterfacePlan], list[str]]:
             check_mode(target, want.mode, False)
         except ModeError as exc:
             raise BadInput(f"{config.path}:{want.line}: {exc}") from None
-        out.append((target, plan_interface(want, Current.read(target) if target.ours else None)))
+        current = Current.read(target) if target.ours else None
+        out.append((target, current, plan_interface(want, current)))
     named = set(config.interfaces)
     notes = []
     for att in app.state.attachments(app.netns_ino):
@@ -52,18 +54,17 @@ def apply(app, config: ConfigFile, dry_run: bool = False) -> tuple[list[Interfac
     if not dry_run:
         ensure_mounted()
     with app.state.lock() if not dry_run else contextlib.nullcontext():
-        pairs, notes = plans(app, config)
-        result = [p for _, p in pairs]
+        planned, notes = plans(app, config)
+        result = [p for _, _, p in planned]
         if dry_run:
             return result, notes
         done = []
         try:
-            for target, p in pairs:
+            for target, before, p in planned:
                 if not p.changes:
                     continue
-                before = Current.read(target) if target.ours else None
                 deploy(app, target, mode=p.mode, options=p.options, rules=p.rules,
-                       next_id=p.next_id, next_seq=p.next_seq)
+                       next_id=p.next_id, next_seq=p.next_seq, current=before)
                 done.append((p.name, before))
         except BaseException:
             _put_back(app, done)

@@ -194,6 +194,6 @@ def _with_rules(options: FilterOptions, n: int, directory: str):
     layout = Layout().grown(built.needs)
     tables = engine.create_tables(directory, layout)
     loaded = compile_and_load(filter_program(options, directory, layout))
-    engine.write_tables(tables, 0, built.tables(layout))
+    engine.write_tables(tables, 0, built, layout)
     engine.write_config(os.path.join(directory, contract.PIN_CONFIG), 0, len(rules), n + 1, n + 1)
     return loaded

@@ -57,17 +57,23 @@ class Current:
     rules: list[Rule]
     next_id: int
     next_seq: int
+    # The inactive generation's rules as stored (id -> struct xdpctl_rule):
+    # the next change writes only what differs from them.
+    inactive: dict[int, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
     def read(cls, target: Target) -> "Current":
         meta = target.meta
         layout = Layout.unpack(meta.layout)
-        gen, rules, next_id, next_seq = 0, [], 1, 1
+        gen, rules, next_id, next_seq, inactive = 0, [], 1, 1, {}
         config = target.att.pin(contract.PIN_CONFIG)
         if layout.engine and os.path.exists(config):
             gen, _count, next_id, next_seq = engine.read_config(config)
-            rules = engine.read_rules(target.att.pin(contract.PIN_RULES), gen)
-        return cls(FilterOptions.from_bits(meta.options), meta.mode_name, layout, gen, rules, next_id, next_seq)
+            stored = engine.read_rules_raw(target.att.pin(contract.PIN_RULES))
+            rules = [Rule.unpack(raw) for raw in stored[gen].values()]
+            inactive = stored[1 - gen]
+        return cls(FilterOptions.from_bits(meta.options), meta.mode_name, layout, gen, rules, next_id, next_seq,
+                   inactive)
 
 
 def _meta(target: Target, app, *, prog_id: int, pending: int, mode: str, options: FilterOptions,
@@ -88,37 +94,32 @@ def _meta(target: Target, app, *, prog_id: int, pending: int, mode: str, options
 
 
 def deploy(app, target: Target, *, mode: str, options: FilterOptions, rules: list[Rule],
-           next_id: int, next_seq: int, force: bool = False) -> Outcome:
-    """Make target carry options and rules in mode. Call with the lock held."""
+           next_id: int, next_seq: int, force: bool = False, current: Current | None = None) -> Outcome:
+    """Make target carry options and rules in mode. Call with the lock held.
+    current: Current.read(target), when the caller has read it under the lock."""
     att = target.att
-    current = Current.read(target) if target.ours else None
+    if current is None and target.ours:
+        current = Current.read(target)
     built = build(rules)
     if current is not None and current.options == options and current.mode == mode \
             and current.layout.fits(built.needs):
         if current.layout.engine:
-            _write_and_flip(att, current.layout, current.gen, built, rules, next_id, next_seq)
+            _write_and_flip(att, current.layout, current, built, rules, next_id, next_seq)
         return Outcome(target.meta.prog_id, False, layout=current.layout)
     return _swap(app, target, current, mode=mode, options=options, built=built, rules=rules,
                  next_id=next_id, next_seq=next_seq, force=force)
 
 
-def _write_and_flip(att, layout: Layout, gen: int, built, rules: list[Rule], next_id: int, next_seq: int) -> None:
+def _write_and_flip(att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
+                    next_seq: int) -> None:
     """Write the inactive generation, then flip to it (the commit point)."""
-    new = 1 - gen
-    engine.write_tables(att.pin(layout.pin_tables()), new, built.tables(layout))
-    engine.write_rules(att.pin(contract.PIN_RULES), new, rules)
-    _zero_new_slots(att, layout, rules)
-    engine.write_config(att.pin(contract.PIN_CONFIG), new, len(rules), next_id, next_seq)
-
-
-def _zero_new_slots(att, layout: Layout, rules: list[Rule]) -> None:
-    """Hits of slots no rule of the active generation uses start at zero."""
-    config = att.pin(contract.PIN_CONFIG)
-    active: set[int] = set()
-    if os.path.exists(config):
-        gen, *_ = engine.read_config(config)
-        active = {r.slot for r in engine.read_rules(att.pin(contract.PIN_RULES), gen)}
+    new = 1 - current.gen
+    engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
+    engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
+    # Hits of slots no rule of the active generation uses start at zero.
+    active = {r.slot for r in current.rules}
     engine.zero_hits(att.pin(layout.pin_hits()), sorted({r.slot for r in rules} - active))
+    engine.write_config(att.pin(contract.PIN_CONFIG), new, len(rules), next_id, next_seq)
 
 
 def _swap(app, target: Target, current: Current | None, *, mode: str, options: FilterOptions, built,
@@ -149,9 +150,9 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         if new_tables:
             path = engine.create_tables(str(att.path), layout)
             if current is not None and current.rules:
-                engine.write_tables(path, gen, build(current.rules).tables(layout))
+                engine.write_tables(path, gen, build(current.rules), layout)
             else:
-                engine.write_tables(path, gen, built.tables(layout))
+                engine.write_tables(path, gen, built, layout)
         loaded = compile_and_load(
             filter_program(options, str(att.path), layout),
             device=target.ifname if mode == "offload" else None,
@@ -186,7 +187,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
                 s: (p - hits_copied.get(s, (0, 0))[0], b - hits_copied.get(s, (0, 0))[1])
                 for s, (p, b) in final.items() if (p, b) != hits_copied.get(s, (0, 0))})
         if current is not None and layout.engine:
-            _write_and_flip(att, layout, gen, built, rules, next_id, next_seq)
+            _write_and_flip(att, layout, current, built, rules, next_id, next_seq)
     except BaseException:
         if not committed:
             _roll_back(att, current, pins_before, target.meta)

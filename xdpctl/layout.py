@@ -52,6 +52,13 @@ def tier(n: int, minimum: int = 1) -> int:
     return 1 << (n - 1).bit_length()
 
 
+def _roomy(n: int) -> int:
+    """n with a quarter more room: growing past a tier compiles a new program,
+    but every record costs memory in both generations (at 10,000 rules, the
+    tables of a generation are tens of megabytes)."""
+    return n + n // 4
+
+
 def slot_tier(n: int) -> int:
     for t in SLOT_TIERS:
         if n <= t:
@@ -222,11 +229,11 @@ class Layout:
         kinds = self.kinds | needs.kinds
         tries = self.tries | needs.tries
         caps = tuple(
-            max(self.caps[i], tier(2 * needs.caps.get(name, 1), MIN_CAP)) if kinds & KIND_BIT[name] else 0
+            max(self.caps[i], tier(_roomy(needs.caps.get(name, 1)), MIN_CAP)) if kinds & KIND_BIT[name] else 0
             for i, name in enumerate(KIND_NAMES)
         )
         nodes = tuple(
-            max(self.nodes[i], tier(2 * needs.nodes.get(name, 1), MIN_NODES)) if tries & TRIE_BIT[name] else 0
+            max(self.nodes[i], tier(_roomy(needs.nodes.get(name, 1)), MIN_NODES)) if tries & TRIE_BIT[name] else 0
             for i, name in enumerate(TRIE_NAMES)
         )
         # Tries get room to grow in depth: IPv4 and MACs their full depth at

@@ -176,6 +176,11 @@ def _buf(data: bytes | int) -> ctypes.Array:
     return ctypes.create_string_buffer(data, len(data))
 
 
+def _in(data: bytes) -> ctypes.c_char_p:
+    """bytes the kernel only reads, passed without a copy (tables are 100 MB)."""
+    return ctypes.c_char_p(data)
+
+
 # --- pinned objects ----------------------------------------------------------
 
 
@@ -185,6 +190,7 @@ def obj_get(path: str) -> int:
 
 
 BPF_MAP_TYPE_ARRAY = 2
+BPF_F_MMAPABLE = 1 << 10  # an array user space can mmap
 
 
 class _MapCreateOpts(ctypes.Structure):
@@ -312,7 +318,7 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
-    _check(_load().bpf_map_update_elem(fd, _buf(key), _buf(value), flags))
+    _check(_load().bpf_map_update_elem(fd, _in(key), _in(value), flags))
 
 
 def map_delete(fd: int, key: bytes) -> bool:
@@ -372,7 +378,16 @@ def map_update_batch(fd: int, keys: bytes, values: bytes, count: int, flags: int
         return
     opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts), elem_flags=flags)
     n = ctypes.c_uint32(count)
-    _check(_load().bpf_map_update_batch(fd, _buf(keys), _buf(values), ctypes.byref(n), ctypes.byref(opts)))
+    _check(_load().bpf_map_update_batch(fd, _in(keys), _in(values), ctypes.byref(n), ctypes.byref(opts)))
+
+
+def map_delete_batch(fd: int, keys: bytes, count: int) -> None:
+    """Delete count keys given as one packed byte string (all must exist)."""
+    if not count:
+        return
+    opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
+    n = ctypes.c_uint32(count)
+    _check(_load().bpf_map_delete_batch(fd, _in(keys), ctypes.byref(n), ctypes.byref(opts)))
 
 
 # --- BPF_PROG_TEST_RUN -------------------------------------------------------

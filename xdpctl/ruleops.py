@@ -73,7 +73,7 @@ def add(app, ifname: str, action: int, match: Match, priority: int | None) -> Ch
         rules = current.rules + [rule]
         check_limits(ifname, rules)
         outcome = deploy(app, target, mode=current.mode, options=current.options, rules=rules,
-                         next_id=current.next_id + 1, next_seq=current.next_seq + 1)
+                         next_id=current.next_id + 1, next_seq=current.next_seq + 1, current=current)
     return Change(rule, outcome.compiled, outcome.prog_id, outcome.notes)
 
 
@@ -89,7 +89,7 @@ def delete(app, ifname: str, rule_id: int) -> Change:
                            + (" ..." if len(current.rules) > 10 else ""))
         rules = [r for r in current.rules if r.id != rule_id]
         outcome = deploy(app, target, mode=current.mode, options=current.options, rules=rules,
-                         next_id=current.next_id, next_seq=current.next_seq)
+                         next_id=current.next_id, next_seq=current.next_seq, current=current)
     return Change(gone[0], outcome.compiled, outcome.prog_id, outcome.notes)
 
 

@@ -199,14 +199,18 @@ class Match:
     icmp_type: int | None = None
     icmp_code: int | None = None
 
-    @property
-    def kinds(self) -> int:
-        return sum(kind for key, kind in KIND_OF.items() if getattr(self, key) is not None)
+    # Derived once (a rule set's table build asks for them per rule, often).
+    kinds: int = field(init=False, repr=False, compare=False)
+    plain: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def plain(self) -> bool:
-        """Only a source or only a destination prefix: a block-list entry."""
-        return self.kinds in (contract.KIND_SRC, contract.KIND_DST)
+    def __post_init__(self) -> None:
+        kinds = 0
+        for key, kind in KIND_OF.items():
+            if getattr(self, key) is not None:
+                kinds |= kind
+        object.__setattr__(self, "kinds", kinds)
+        # Only a source or only a destination prefix: a block-list entry.
+        object.__setattr__(self, "plain", kinds in (contract.KIND_SRC, contract.KIND_DST))
 
     def matches(self, p) -> bool:
         """Does a frame, as xdpctl/classify.py parses it, meet every match?
@@ -380,8 +384,9 @@ class Rule:
         has = lambda k: bool(kinds & k)  # noqa: E731
 
         def net(raw_addr: bytes, plen: int, v6: bool) -> Network:
-            addr = ipaddress.IPv6Address(raw_addr) if v6 else ipaddress.IPv4Address(raw_addr[:4])
-            return ipaddress.ip_network(f"{addr}/{plen}")
+            if v6:
+                return ipaddress.IPv6Network((int.from_bytes(raw_addr, "big"), plen))
+            return ipaddress.IPv4Network((int.from_bytes(raw_addr[:4], "big"), plen))
 
         m = Match(
             src=net(src, src_len, bool(flags & contract.RULE_SRC_V6)) if has(contract.KIND_SRC) else None,

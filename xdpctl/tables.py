@@ -70,6 +70,16 @@ def primary_kind(rule: Rule) -> str | None:
     return best[1] if best else None
 
 
+def bitmap(positions) -> int:
+    """An int with the given bits set (one pass, not a sum of 10,000-bit ints)."""
+    digits = bytearray(b"0" * contract.MAX_RULES)
+    top = -1
+    for pos in positions:
+        digits[pos] = 0x31
+        top = max(top, pos)
+    return int(digits[top::-1], 2) if top >= 0 else 0
+
+
 # --- field-indexed kinds ---------------------------------------------------------
 
 
@@ -271,9 +281,17 @@ class Built:
 
     def tables(self, layout: Layout) -> bytes:
         """struct xdpctl_tables for layout (which must fit self.needs)."""
+        out = bytearray(layout.tables_size)
+        self.fill(memoryview(out), layout)
+        return bytes(out)
+
+    def fill(self, out: memoryview, layout: Layout) -> None:
+        """Write struct xdpctl_tables for layout over out, all of it."""
         if not layout.fits(self.needs):
             raise ValueError("the layout does not fit this rule set")
-        out = bytearray(layout.tables_size)
+        if len(out) != layout.tables_size:
+            raise ValueError("the buffer is not the layout's size")
+        _zero(out)
         sections = {s.name: s for s in layout.sections()}
         out[sections["ctz"].offset : sections["ctz"].offset + 64] = ctz_table()
         for kind, member, _ in VALUE_ARRAYS:
@@ -312,11 +330,19 @@ class Built:
         for rule in self.general + self.plain:
             out[offset : offset + contract.DECISION.size] = contract.DECISION.pack(rule.order, rule.slot, rule.action)
             offset += contract.DECISION.size
-        return bytes(out)
 
     @property
     def wildcard_all(self) -> int:
         return (1 << len(self.general)) - 1
+
+
+_ZEROS = bytes(1 << 20)
+
+
+def _zero(out: memoryview) -> None:
+    for start in range(0, len(out), len(_ZEROS)):
+        chunk = min(len(_ZEROS), len(out) - start)
+        out[start : start + chunk] = _ZEROS[:chunk]
 
 
 def layout_kinds(layout: Layout) -> list[str]:
@@ -372,8 +398,13 @@ def build(rules: list[Rule]) -> Built:
     gen_pos = list(enumerate(general))
     plain_idx = [(len(general) + i, r) for i, r in enumerate(plain)]
 
+    wildcard_of: dict[int, int] = {}
+
     def wildcard(bit: int) -> int:
-        return sum(1 << pos for pos, r in gen_pos if not r.match.kinds & bit)
+        """The general rules that do not use a kind, as a bitmap."""
+        if bit not in wildcard_of:
+            wildcard_of[bit] = bitmap(pos for pos, r in gen_pos if not r.match.kinds & bit)
+        return wildcard_of[bit]
 
     values: dict[str, ValueClasses] = {}
     for kind, _, _ in VALUE_ARRAYS:

@@ -31,7 +31,7 @@ def run_rule_set(rules, options: FilterOptions, frames: list[bytes]) -> None:
         tables = engine.create_tables(d, layout)
         loaded = compile_and_load(filter_program(options, d, layout))
         try:
-            engine.write_tables(tables, 1, built.tables(layout))
+            engine.write_tables(tables, 1, built, layout)
             engine.write_config(f"{d}/{contract.PIN_CONFIG}", 1, len(rules), 1, 1)
             hits_pin = f"{d}/{layout.pin_hits()}"
             expected_hits: dict[int, list[int]] = {}
