@@ -25,11 +25,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from . import contract, engine, libbpf
+from . import contract, engine, faults, libbpf
 from .errors import ForeignProgram, KernelError, ModeError
 from .layout import Layout
 from .netlink import AlreadyAttached
 from .program import FilterOptions, filter_program
+from .recovery import PIN_PROG_NEW, drop_unused_pins
 from .rules import Rule
 from .tables import build
 from .target import Target, prog_name
@@ -174,12 +175,17 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         att.write_meta(_meta(target, app, prog_id=target.meta.prog_id if current else 0, pending=new_id,
                              mode=mode, options=current.options if current else options,
                              layout=old_layout if current else layout, attached_at=attached_at))
-        libbpf.obj_pin(loaded.prog_fd, att.pin(contract.PIN_PROG + "_new"))
+        libbpf.obj_pin(loaded.prog_fd, att.pin(PIN_PROG_NEW))
+        faults.point("pinned-new")
         replaced = _attach(app, target, loaded.prog_fd, mode, current is not None, force)
         committed = True
-        os.replace(att.pin(contract.PIN_PROG + "_new"), att.pin(contract.PIN_PROG))
+        faults.point("swapped")
+        # Record, then move the pin: a crash between the two leaves a state
+        # that recovery.settle finishes (see there).
         att.write_meta(_meta(target, app, prog_id=new_id, pending=0, mode=mode, options=options,
                              layout=layout, attached_at=attached_at))
+        faults.point("recorded")
+        os.replace(att.pin(PIN_PROG_NEW), att.pin(contract.PIN_PROG))
         if new_hits and old_layout.engine:
             time.sleep(HITS_SETTLE_S)  # the old program's last frames
             final = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)
@@ -199,7 +205,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
             loaded.close()
     if stale_aside is not None:
         shutil.rmtree(stale_aside, ignore_errors=True)
-    _drop_unused_pins(att, layout)
+    drop_unused_pins(att, layout)
     return Outcome(new_id, True, replaced, layout, notes)
 
 
@@ -237,15 +243,6 @@ def _roll_back(att, current: Current | None, pins_before: set[str], old_meta) ->
     if old_meta is not None:
         with contextlib.suppress(KernelError):
             att.write_meta(old_meta)
-
-
-def _drop_unused_pins(att, layout: Layout) -> None:
-    """Unpin tables and hits maps of layouts the program no longer uses."""
-    keep = {layout.pin_tables(), layout.pin_hits()}
-    for pin in att.pins():
-        if (pin.startswith(contract.PIN_TABLES + "_") or pin.startswith(contract.PIN_HITS + "_")) and pin not in keep:
-            with contextlib.suppress(OSError):
-                os.unlink(att.pin(pin))
 
 
 def check_mode(target: Target, mode: str, force: bool) -> None:

@@ -13,7 +13,7 @@ from .errors import NotManaged
 from .program import FilterOptions
 from .deploy import Current
 from .ruleops import describe, hits_of
-from .target import Target, forget_gone, prog_name, resolve
+from .target import Target, forget_gone, load, prog_name, resolve
 
 
 def _reset_hits(target: Target, current: Current) -> None:
@@ -53,9 +53,8 @@ def status(app) -> dict:
     out = []
     stale = []
     for link in app.netlink.links():
-        att = app.state.attachment(app.netns_ino, link.ifindex)
-        meta = att.read_meta() if att.exists() else None
-        target = Target(link, att, meta)
+        target = load(app, link)
+        link = target.link
         if link.xdp:
             out.append(_entry(target))
         elif target.stale:
@@ -83,7 +82,7 @@ def _managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
         link = app.netlink.link_by_index(att.ifindex)
         if link is None:
             continue
-        target = Target(link, att, att.read_meta())
+        target = load(app, link)
         if target.ours:
             targets.append(target)
     return targets

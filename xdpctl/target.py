@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import contract, libbpf, privileges
+from . import contract, libbpf, privileges, recovery
 from .errors import InterfaceGone, InterfaceNotFound
 from .netlink import Link
 from .state import Attachment
@@ -58,8 +58,20 @@ def resolve(app, ifname: str) -> Target:
         if forget_gone(app, ifname):
             raise InterfaceGone(ifname) from None
         raise
+    return load(app, link)
+
+
+def load(app, link: Link) -> Target:
+    """The target for link, settling first what a killed xdpctl left midway."""
     att = app.state.attachment(app.netns_ino, link.ifindex)
     meta = att.read_meta() if att.exists() else None
+    if recovery.unsettled(att, meta):
+        with app.state.lock():  # pending under the lock is a killed xdpctl's
+            meta = att.read_meta() if att.exists() else None
+            if recovery.unsettled(att, meta):
+                recovery.settle(app, link, att)
+                link = app.netlink.link_by_index(link.ifindex) or link
+                meta = att.read_meta() if att.exists() else None
     return Target(link, att, meta)
 
 
