@@ -40,3 +40,27 @@ def detach(app, ifname: str) -> DetachResult:
             app.netlink.xdp_set(target.link, -1, target.meta.mode_name, expected_fd=fd)
         target.att.remove()
         return DetachResult(ifname, target.meta.prog_id)
+
+
+def detach_all(app) -> tuple[list[DetachResult], list[tuple[str, str]]]:
+    """Detach xdpctl's program from every interface of the namespace that
+    carries one. Returns what was detached, and (interface, error) pairs for
+    those that could not be (each is tried; a foreign program stays)."""
+    from .errors import XdpctlError
+    from .target import load
+
+    privileges.require_attach("detaching xdpctl's programs")
+    done, failed = [], []
+    with app.state.lock():
+        for att in app.state.attachments(app.netns_ino):
+            link = app.netlink.link_by_index(att.ifindex)
+            if link is None:
+                continue
+            target = load(app, link)
+            if not target.att.exists():
+                continue
+            try:
+                done.append(detach(app, target.ifname))
+            except XdpctlError as exc:
+                failed.append((target.ifname, str(exc)))
+    return done, failed

@@ -33,6 +33,7 @@ COMMANDS = {
     "rule": "rule",
     "apply": "apply",
     "export": "export",
+    "clean": "clean",
 }
 
 
