@@ -218,3 +218,18 @@ def print_bench(report: dict) -> None:
 
 def note(message: str) -> None:
     _err.print(message, markup=False)
+
+
+def print_checks(checks) -> None:
+    """doctor's (and selftest's) checks: one row each, the fix under a problem."""
+    style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("check")
+    table.add_column("")
+    table.add_column("detail", overflow="fold")
+    for c in checks:
+        detail = Text(c.detail)
+        if c.hint and c.status != "ok":
+            detail.append(f"\n→ {c.hint}", style="dim")
+        table.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", detail)
+    _out.print(table)

@@ -34,6 +34,7 @@ COMMANDS = {
     "apply": "apply",
     "export": "export",
     "clean": "clean",
+    "doctor": "doctor",
 }
 
 
