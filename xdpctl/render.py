@@ -233,3 +233,15 @@ def print_checks(checks) -> None:
             detail.append(f"\n→ {c.hint}", style="dim")
         table.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", detail)
     _out.print(table)
+
+
+def print_selftest(rows, ok: bool, kept: dict | None) -> None:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("check", "expected", "seen", ""):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r.check, r.expected, r.seen, Text("ok", "green") if r.ok else Text("MISMATCH", "bold red"))
+    _out.print(table)
+    _out.print(Text("selftest passed" if ok else "selftest FAILED", "bold green" if ok else "bold red"))
+    if kept:
+        _out.print(f"lab {kept['name']} is still up: `xdpctl lab down {kept['name']}` removes it")

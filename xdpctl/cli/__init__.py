@@ -33,8 +33,10 @@ COMMANDS = {
     "rule": "rule",
     "apply": "apply",
     "export": "export",
+    "service": "service",
     "clean": "clean",
     "doctor": "doctor",
+    "selftest": "selftest",
 }
 
 
