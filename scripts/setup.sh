@@ -153,6 +153,8 @@ demo() {
     trap - EXIT
     say "demo done: compare what gen sent with what stats counted, class by class"
     note "(with --drop-non-ip, arp and other (LLDP, 802.3) land under drop, every IP class under pass)"
+    say "selftest: the same checks done for you, every counter compared with what it must be"
+    run "$XDPCTL" selftest
 }
 
 # Unit tests need no privileges, and prove it: as root, they run as `nobody`
