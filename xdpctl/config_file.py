@@ -93,8 +93,8 @@ class _Locator:
     def rules(self, name: str, count: int) -> list[int]:
         """The line of each rule of an interface, in order."""
         first, end = self.section(name)
-        tables = [i for i in range(first, len(self.lines))
-                  if re.match(rf"^\s*\[\[\s*interfaces\s*\.\s*{self._name(name)}\s*\.\s*rules\s*\]\]", self.lines[i])]
+        table = re.compile(rf"^\s*\[\[\s*interfaces\s*\.\s*{self._name(name)}\s*\.\s*rules\s*\]\]")
+        tables = [i for i in range(first, len(self.lines)) if table.match(self.lines[i])]
         if tables:
             return [i + 1 for i in tables][:count]
         start = self._find(r"^\s*rules\s*=", first, end)

@@ -202,6 +202,7 @@ class Match:
     # Derived once (a rule set's table build asks for them per rule, often).
     kinds: int = field(init=False, repr=False, compare=False)
     plain: bool = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         kinds = 0
@@ -211,6 +212,11 @@ class Match:
         object.__setattr__(self, "kinds", kinds)
         # Only a source or only a destination prefix: a block-list entry.
         object.__setattr__(self, "plain", kinds in (contract.KIND_SRC, contract.KIND_DST))
+        # Plans and duplicate checks hash every rule's match, often; networks hash slowly.
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, key) for key in KIND_OF)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def matches(self, p) -> bool:
         """Does a frame, as xdpctl/classify.py parses it, meet every match?
