@@ -22,20 +22,29 @@ from .headers import KernelHeaders, find_kernel_headers
 from .program import BuildRequest
 
 BCC_PACKAGES = (
-    "BCC's Python bindings are not importable; install them from your distribution: "
     "apt install python3-bpfcc (Debian/Ubuntu), dnf install python3-bcc (Fedora), "
-    "pacman -S python-bcc (Arch). In a virtual environment, create it with "
-    "--system-site-packages (the PyPI package named 'bcc' is an unrelated project)"
+    "pacman -S python-bcc (Arch); in a virtual environment, create it with --system-site-packages"
 )
+
+
+def bcc_missing_message(impostor: str | None = None) -> str:
+    """What to do when BCC cannot be used. impostor: where the `bcc` that
+    Python did import lives, when it is not BCC (it has no BPF)."""
+    if impostor is not None:
+        return (f"the 'bcc' module Python imports ({impostor}) is the unrelated PyPI package named bcc, "
+                f"not BCC: run pip uninstall bcc, then install BCC's Python bindings from your "
+                f"distribution: {BCC_PACKAGES}")
+    return ("BCC's Python bindings are not importable; install them from your distribution: "
+            f"{BCC_PACKAGES} (the PyPI package named 'bcc' is an unrelated project)")
 
 
 def _import_bcc():
     try:
         import bcc  # noqa: PLC0415 - the fence: BCC is imported here and nowhere else
     except ImportError as exc:
-        raise BccMissing(BCC_PACKAGES) from exc
+        raise BccMissing(bcc_missing_message()) from exc
     if not hasattr(bcc, "BPF"):
-        raise BccMissing(BCC_PACKAGES)
+        raise BccMissing(bcc_missing_message(getattr(bcc, "__file__", None) or repr(bcc)))
     return bcc
 
 

@@ -37,6 +37,7 @@ COMMANDS = {
     "clean": "clean",
     "doctor": "doctor",
     "selftest": "selftest",
+    "completion": "completion",
 }
 
 

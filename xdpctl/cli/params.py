@@ -1,9 +1,8 @@
 """Click parameter types shared by the commands: each turns a bad value into
-a one-line error before anything runs."""
+a one-line error before anything runs, and offers the shell its candidates
+(xdpctl/completion_sources.py reads them cheaply)."""
 
 from __future__ import annotations
-
-import os
 
 import click
 
@@ -23,13 +22,32 @@ class InterfaceName(click.ParamType):
     def shell_complete(self, ctx, param, incomplete):
         from click.shell_completion import CompletionItem
 
-        try:
-            names = sorted(os.listdir("/sys/class/net"))
-        except OSError:
-            names = []
+        from ..completion_sources import interface_names
+
+        names = interface_names(_netns(ctx))
         return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 IFACE = InterfaceName()
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _netns(ctx: click.Context) -> str | None:
+    """The namespace of the command line being completed: the command's own
+    --netns (gen has one), else xdpctl's."""
+    return ctx.params.get("netns") or ctx.find_root().params.get("netns")
+
+
+def complete_rule_ids(ctx, param, incomplete):
+    """Rule ids of the IFACE given before, described (zsh and fish show it)."""
+    from click.shell_completion import CompletionItem
+
+    from ..completion_sources import recorded_rules
+    from .rule import describe
+
+    ifname = ctx.params.get("iface")
+    if not ifname:
+        return []
+    return [CompletionItem(str(r.id), help=describe(r.describe()))
+            for r in recorded_rules(ifname, _netns(ctx)) if str(r.id).startswith(incomplete)]

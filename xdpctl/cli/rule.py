@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .params import IFACE, json_option
+from .params import IFACE, complete_rule_ids, json_option
 
 
 @click.group()
@@ -70,7 +70,7 @@ def add(app, iface, action, priority, as_json, **values):
 
 @command.command("del")
 @click.argument("iface", type=IFACE)
-@click.argument("rule_id", metavar="ID", type=click.IntRange(min=1))
+@click.argument("rule_id", metavar="ID", type=click.IntRange(min=1), shell_complete=complete_rule_ids)
 @click.pass_obj
 def delete(app, iface, rule_id):
     """Delete rule ID (as `xdpctl rule list` shows it)."""
