@@ -1,0 +1,265 @@
+"""xdpctl.service: the shipped unit verifies and keeps XDP attach possible;
+`xdpctl service install --root DIR` writes and enables it there, and puts
+everything back when it fails; the stop hook detaches only when told to.
+No root, no systemd running: everything happens under a temporary --root."""
+
+from __future__ import annotations
+
+import configparser
+import fnmatch
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from xdpctl import service
+from xdpctl.app import App
+from xdpctl.cli import cli
+from xdpctl.errors import BadInput, NotManaged
+
+runner = CliRunner()
+UNIT_PATH = "etc/systemd/system/xdpctl.service"
+WANTS_LINK = "etc/systemd/system/multi-user.target.wants/xdpctl.service"
+CAPS = {"CAP_BPF", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_PERFMON"}
+
+
+def run(*args, env=None):
+    return runner.invoke(cli, list(args), obj=App(), env=env)
+
+
+def one_line_error(result, code, *fragments):
+    assert result.exit_code == code, (result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xdpctl: error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def parse(text: str) -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(interpolation=None, strict=True, comment_prefixes=("#", ";"))
+    unit.optionxform = str  # systemd keys are case-sensitive
+    unit.read_string(text)
+    return unit
+
+
+@pytest.fixture
+def fake_xdpctl(tmp_path):
+    path = tmp_path / "bin" / "xdpctl"
+    path.parent.mkdir()
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A staging tree with an xdpctl at /usr/bin/xdpctl."""
+    path = tmp_path / "root"
+    exe = path / "usr" / "bin" / "xdpctl"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    return path
+
+
+XDPCTL = "/usr/bin/xdpctl"  # in root
+
+
+def test_unit_runs_apply_once_after_the_network_is_configured():
+    unit = parse(service.render("/usr/bin/xdpctl"))
+    svc, head = unit["Service"], unit["Unit"]
+    assert svc["Type"] == "oneshot" and svc["RemainAfterExit"] == "yes"
+    assert svc["ExecStart"] == "/usr/bin/xdpctl apply /etc/xdpctl/xdpctl.toml"
+    assert svc["ExecReload"] == svc["ExecStart"]
+    assert svc["ExecStop"] == "/usr/bin/xdpctl service stop-hook /etc/xdpctl/xdpctl.toml"
+    assert svc["EnvironmentFile"] == "-" + service.ENV_FILE
+    assert head["ConditionPathExists"] == service.CONFIG
+    assert "network-online.target" in head["After"] and "network-online.target" in head["Wants"]
+    assert head["AssertPathIsMountPoint"] == "/sys/fs/bpf"
+    assert unit["Install"]["WantedBy"] == service.WANTED_BY
+    assert service.PLACEHOLDER not in service.render("/usr/bin/xdpctl")
+
+
+def test_hardening_keeps_what_xdp_attach_needs():
+    svc = parse(service.render("/usr/bin/xdpctl"))["Service"]
+    assert set(svc["CapabilityBoundingSet"].split()) == CAPS
+    assert svc["NoNewPrivileges"] == "yes" and svc["PrivateTmp"] == "yes"
+    assert svc["ProtectHome"] == "read-only"  # a venv in a home must still run
+    # Each of these breaks attaching: /sys (bpffs) read-only, /lib/modules
+    # (BCC's kernel headers) hidden, the interfaces hidden, and not root,
+    # who owns the state on bpffs and the configuration file.
+    for breaks in ("ProtectKernelTunables", "ProtectKernelModules", "PrivateNetwork", "DynamicUser"):
+        assert breaks not in svc, breaks
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_rendered_unit_verifies(tmp_path, fake_xdpctl):
+    for exe in (fake_xdpctl, _with_space(tmp_path, fake_xdpctl)):
+        unit = tmp_path / "xdpctl.service"
+        unit.write_text(service.render(exe))
+        proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        # Unknown keys and bad values are only warnings: none may name the unit.
+        complaints = [line for line in (proc.stdout + proc.stderr).splitlines() if "xdpctl.service" in line]
+        assert complaints == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_verify_catches_a_bad_unit(tmp_path):
+    """The verify test above can fail: a missing executable is an error."""
+    unit = tmp_path / "xdpctl.service"
+    unit.write_text(service.render(str(tmp_path / "no-such-xdpctl")))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "no-such-xdpctl" in proc.stderr
+
+
+def _with_space(tmp_path, exe: str) -> str:
+    spaced = tmp_path / "my tools" / "xdpctl"
+    spaced.parent.mkdir()
+    shutil.copy(exe, spaced)
+    return str(spaced)
+
+
+def test_exec_paths_are_quoted_or_refused():
+    assert service.exec_path("/opt/xdpctl/bin/xdpctl") == "/opt/xdpctl/bin/xdpctl"
+    assert service.exec_path("/opt/my tools/xdpctl") == '"/opt/my tools/xdpctl"'
+    assert service.exec_path("/opt/100%/xdpctl") == "/opt/100%%/xdpctl"
+    for bad in ('/opt/"x"/xdpctl', "/opt/x\\y/xdpctl", "/opt/x\ny/xdpctl"):
+        with pytest.raises(BadInput, match="--xdpctl"):
+            service.exec_path(bad)
+
+
+def test_install_no_enable_writes_the_unit_with_the_given_xdpctl(root):
+    result = run("service", "install", "--root", str(root), "--no-enable", "--xdpctl", XDPCTL)
+    assert result.exit_code == 0, result.output
+    unit = root / UNIT_PATH
+    assert unit.read_text() == service.render(XDPCTL)
+    assert parse(unit.read_text())["Service"]["ExecStart"] == f"{XDPCTL} apply /etc/xdpctl/xdpctl.toml"
+    assert stat.S_IMODE(unit.stat().st_mode) == 0o644
+    assert not os.path.lexists(root / WANTS_LINK)
+    env = (root / "etc/default/xdpctl").read_text()
+    assert "XDPCTL_DETACH_ON_STOP=no" in env.splitlines()
+    assert "not enabled" in result.stdout
+    assert "xdpctl.toml does not exist yet" in result.stderr
+
+
+def test_install_defaults_to_the_running_xdpctl(root, fake_xdpctl, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [fake_xdpctl, "service", "install"])
+    assert run("service", "install", "--root", str(root), "--no-enable").exit_code == 0
+    assert f"ExecStart={fake_xdpctl} apply" in (root / UNIT_PATH).read_text()
+
+
+def test_install_keeps_an_existing_environment_file(root):
+    env = root / "etc/default/xdpctl"
+    env.parent.mkdir(parents=True)
+    env.write_text("XDPCTL_DETACH_ON_STOP=yes\n")
+    assert run("service", "install", "--root", str(root), "--no-enable", "--xdpctl", XDPCTL).exit_code == 0
+    assert env.read_text() == "XDPCTL_DETACH_ON_STOP=yes\n"
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="systemctl is not installed")
+def test_install_enables_and_uninstall_removes(root):
+    result = run("service", "install", "--root", str(root), "--xdpctl", XDPCTL)
+    assert result.exit_code == 0, result.output
+    link = root / WANTS_LINK
+    assert os.readlink(link) == "/" + UNIT_PATH
+    assert "enabled xdpctl.service" in result.stdout
+
+    result = run("service", "uninstall", "--root", str(root))
+    assert result.exit_code == 0, result.output
+    assert not os.path.lexists(link) and not (root / UNIT_PATH).exists()
+    assert (root / "etc/default/xdpctl").exists()  # configuration stays
+    again = run("service", "uninstall", "--root", str(root))
+    assert again.exit_code == 0 and "nothing to do" in again.stdout
+
+
+def test_failed_enable_puts_everything_back(root, monkeypatch, tmp_path):
+    unit = root / UNIT_PATH
+    unit.parent.mkdir(parents=True)
+    unit.write_text("# an older unit\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no systemctl
+    result = run("service", "install", "--root", str(root), "--xdpctl", XDPCTL)
+    one_line_error(result, 1, "systemctl is not installed", "nothing was installed", "--no-enable")
+    assert unit.read_text() == "# an older unit\n"
+    assert not (root / "etc/default").exists() or not os.listdir(root / "etc/default")
+    assert sorted(os.listdir(unit.parent)) == ["xdpctl.service"]
+
+
+def test_uninstall_without_systemctl_removes_the_link(root, monkeypatch, tmp_path):
+    assert run("service", "install", "--root", str(root), "--no-enable", "--xdpctl", XDPCTL).exit_code == 0
+    link = root / WANTS_LINK
+    link.parent.mkdir()
+    link.symlink_to("/" + UNIT_PATH)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert run("service", "uninstall", "--root", str(root)).exit_code == 0
+    assert not os.path.lexists(link) and not (root / UNIT_PATH).exists()
+
+
+def test_install_errors_are_one_line(root, tmp_path, fake_xdpctl):
+    one_line_error(run("service", "install", "--root", str(tmp_path / "nope")), 2, "--root", "no such directory")
+    (root / "usr/bin/plain").write_text("")
+    one_line_error(run("service", "install", "--root", str(root), "--xdpctl", "/usr/bin/plain"),
+                   2, "no executable file there", str(root))
+    # --xdpctl names a path on the installed system: one on this machine only is not enough.
+    one_line_error(run("service", "install", "--root", str(root), "--xdpctl", fake_xdpctl),
+                   2, "no executable file there")
+    one_line_error(run("service", "install", "--root", str(root), "--xdpctl", "usr/bin/xdpctl"),
+                   2, "absolute path")
+    (root / "etc").write_text("a file where a directory must be")  # fails even as root
+    one_line_error(run("service", "install", "--root", str(root), "--xdpctl", XDPCTL),
+                   1, "cannot write", "needs root")
+
+
+def test_stop_hook_keeps_by_default_and_rejects_bad_values(tmp_path):
+    config = tmp_path / "xdpctl.toml"  # never read when keeping
+    result = run("service", "stop-hook", str(config), env={"XDPCTL_DETACH_ON_STOP": None})
+    assert result.exit_code == 0 and "stay attached" in result.stdout
+    result = run("service", "stop-hook", str(config), env={"XDPCTL_DETACH_ON_STOP": "no"})
+    assert result.exit_code == 0 and "stay attached" in result.stdout
+    one_line_error(run("service", "stop-hook", str(config), env={"XDPCTL_DETACH_ON_STOP": "maybe"}),
+                   2, "XDPCTL_DETACH_ON_STOP")
+
+
+def test_stop_hook_detaches_what_the_file_names(tmp_path, monkeypatch):
+    import xdpctl.detach
+
+    config = tmp_path / "xdpctl.toml"
+    config.write_text("[interfaces.eth0]\n[interfaces.eth1]\npolicy = \"deny\"\n")
+    config.chmod(0o600)
+    calls = []
+
+    def fake_detach(app, name):
+        calls.append(name)
+        if name == "eth1":
+            raise NotManaged(name)
+        return xdpctl.detach.DetachResult(name, 42)
+
+    monkeypatch.setattr(xdpctl.detach, "detach", fake_detach)
+    result = run("service", "stop-hook", str(config), env={"XDPCTL_DETACH_ON_STOP": "yes"})
+    assert result.exit_code == 0, result.output
+    assert calls == ["eth0", "eth1"]
+    assert result.stdout.splitlines() == [
+        "eth0: detached prog 42",
+        "eth1: skipped: xdpctl manages no program on eth1; `xdpctl status` shows what is attached",
+    ]
+
+
+def test_the_unit_files_are_package_data():
+    """They ship in the wheel: pyproject lists the package and covers each file."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    tool = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]
+    assert "xdpctl.systemd" in tool["packages"]
+    patterns = tool["package-data"]["xdpctl.systemd"]
+    for shipped in service.SHIPPED.iterdir():
+        assert any(fnmatch.fnmatch(shipped.name, p) for p in patterns), shipped.name
