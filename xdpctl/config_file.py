@@ -16,6 +16,8 @@ before anything changes: the first problem is reported as FILE:LINE.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import stat
@@ -290,3 +292,18 @@ def dump(interfaces: list[tuple[str, str, str, bool, list[Rule]]]) -> str:
             out.append("rules = []")
         out.append("")
     return "\n".join(out)
+
+
+def write(path: str, text: str) -> None:
+    """Write a file whole or not at all (a temporary file, then rename), 0600."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        hint = "; create its directory first" if exc.errno == errno.ENOENT else ""
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}{hint}") from None

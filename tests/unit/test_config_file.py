@@ -178,3 +178,14 @@ def test_past_the_rule_limits_the_line_of_the_first_rule_too_many():
     plain = "\n".join(f'  {{ action = "drop", src = "10.{i >> 8}.{i & 255}.0/24" }},'
                       for i in range(contract.MAX_GENERAL + 1))
     assert len(parse(f"[interfaces.eth0]\nrules = [\n{plain}\n]\n").interfaces["eth0"].rules) == 16385
+
+
+def test_write_is_whole_or_nothing_and_a_missing_directory_is_one_line(tmp_path):
+    from xdpctl.config_file import write
+
+    target = tmp_path / "xdpctl.toml"
+    write(str(target), "[interfaces]\n")
+    assert target.read_text() == "[interfaces]\n" and oct(target.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(BadInput, match=r"^cannot write .*/nodir/x.toml: No such file or directory; create its directory first$"):
+        write(str(tmp_path / "nodir" / "x.toml"), "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["xdpctl.toml"]

@@ -14,17 +14,12 @@ from .params import IFACE
 def command(app, ifaces, output):
     """Write the running configuration as an xdpctl.toml file; applying it
     back changes nothing."""
-    import os
-
     from ..apply import export
+    from ..config_file import write
 
     text = export(app, ifaces)
     if not output:
         click.echo(text, nl=False)
         return
-    tmp = f"{output}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, output)
+    write(output, text)
     click.echo(f"wrote {output}")
