@@ -39,7 +39,7 @@ def command(app, lab_name, netns, iface, profile, pcap, count, duration, rate, s
     req = GenRequest(profile=profile, count=count, duration=duration, rate=rate, src_cidr=src_cidr,
                      vlans=tuple(vlans), size=size, pcap=pcap)
     validate(req)
-    target = _target(lab_name, netns, iface, dsts, src_mac, dst_mac, sport, dport)
+    target = _target(lab_name, netns, app.netns, iface, dsts, src_mac, dst_mac, sport, dport)
     require_net_admin("sending raw frames")
     show_progress = not as_json and sys.stdout.isatty()
     if show_progress:
@@ -59,7 +59,7 @@ def command(app, lab_name, netns, iface, profile, pcap, count, duration, rate, s
         print_sent(report)
 
 
-def _target(lab_name, netns, iface, dsts, src_mac, dst_mac, sport, dport):
+def _target(lab_name, netns, root_netns, iface, dsts, src_mac, dst_mac, sport, dport):
     from ..endpoints import Endpoints
     from ..errors import BadInput
     from ..generate import Target, parse_cidr
@@ -67,6 +67,8 @@ def _target(lab_name, netns, iface, dsts, src_mac, dst_mac, sport, dport):
     if lab_name:
         if netns or iface:
             raise BadInput("--lab already names where to send from; drop --netns/--iface")
+        if dsts or src_mac or dst_mac:
+            raise BadInput("--lab already names the addresses (`xdpctl lab list`); drop --dst/--src-mac/--dst-mac")
         from .. import lab as labs
 
         lab = labs.find(lab_name)
@@ -74,6 +76,7 @@ def _target(lab_name, netns, iface, dsts, src_mac, dst_mac, sport, dport):
         return Target(lab.peer_if, lab.netns, ep, lab.host_if)
     if not iface:
         raise BadInput("say where to send from: --lab NAME, or --iface IF (with --netns NS if it is in one)")
+    netns = netns or root_netns  # `xdpctl --netns NS gen --iface IF` means the same as `gen --netns NS`
     from ..netlink import Netlink
 
     with Netlink(namespace=netns) as nl:
@@ -81,7 +84,7 @@ def _target(lab_name, netns, iface, dsts, src_mac, dst_mac, sport, dport):
         mac = nl.mac_address(link.ifindex)
     dst4, dst6 = "192.0.2.2", "2001:db8::2"
     for d in dsts:
-        net = parse_cidr(d)
+        net = parse_cidr(d, "--dst")
         if net.num_addresses != 1:
             raise BadInput(f"--dst takes one address, not the network {d}")
         if net.version == 4:
