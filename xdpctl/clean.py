@@ -113,7 +113,7 @@ def clean(app, dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
     """What was (or, with dry_run, would be) cleaned, and notes on what was left."""
     if dry_run:
         return find(app)
-    privileges.require_attach("cleaning xdpctl's leftover state")
+    privileges.require_attach("cleaning xdpctl's leftover state", loads=False)
     with app.state.lock():
         found, notes = find(app)
         for item in found:

@@ -21,7 +21,7 @@ class DetachResult:
 
 
 def detach(app, ifname: str) -> DetachResult:
-    privileges.require_attach(f"detaching XDP from {ifname}")
+    privileges.require_attach(f"detaching XDP from {ifname}", loads=False)
     with app.state.lock():
         target = resolve(app, ifname)
         if not target.ours:
@@ -49,7 +49,7 @@ def detach_all(app) -> tuple[list[DetachResult], list[tuple[str, str]]]:
     from .errors import XdpctlError
     from .target import load
 
-    privileges.require_attach("detaching xdpctl's programs")
+    privileges.require_attach("detaching xdpctl's programs", loads=False)
     done, failed = [], []
     with app.state.lock():
         for att in app.state.attachments(app.netns_ino):

@@ -35,6 +35,8 @@ def _privileges(caps: set[int]) -> Check:
         missing.append("CAP_BPF")
     if "CAP_NET_ADMIN" not in names:
         missing.append("CAP_NET_ADMIN")
+    if not ({"CAP_PERFMON", "CAP_SYS_ADMIN"} & names):
+        missing.append("CAP_PERFMON")  # the verifier wants it for packet-pointer arithmetic
     held = ", ".join(sorted(names)) or "none of CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN"
     if missing:
         return Check("privileges", FAIL, f"holds {held}; missing {' and '.join(missing)}",
@@ -124,14 +126,15 @@ def _state(app) -> list[Check]:
 def _orphans(app) -> Check:
     """Programs named like xdpctl's on interfaces whose state is gone (for
     example, pinned on a bpffs that vanished with `ip netns exec`)."""
-    from .target import load, prog_name
+    from .target import Target, prog_name
 
     orphans = []
     for link in app.netlink.links():
         if link.xdp is None:
             continue
-        target = load(app, link)
-        if not target.ours and prog_name(target.attached_id).startswith("xdpctl_"):
+        att = app.state.attachment(app.netns_ino, link.ifindex)
+        target = Target(link, att, att.read_meta() if att.exists() else None)  # looks, never settles
+        if not target.ours and not (target.meta and target.meta.pending_prog_id == target.attached_id) and prog_name(target.attached_id).startswith("xdpctl_"):
             orphans.append(f"{link.ifname} (prog {target.attached_id})")
     if not orphans:
         return Check("programs", OK, "every program named xdpctl_* has its state")

@@ -12,5 +12,6 @@ def test_capabilities_decide_the_privileges_check():
     least = doctor._privileges({CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON})
     assert least.status == "warn" and "CAP_SYS_ADMIN" in least.hint
     none = doctor._privileges(set())
-    assert none.status == "fail" and none.detail.endswith("missing CAP_BPF and CAP_NET_ADMIN")
-    assert doctor._privileges({CAP_BPF}).detail.endswith("missing CAP_NET_ADMIN")
+    assert none.status == "fail" and none.detail.endswith("missing CAP_BPF and CAP_NET_ADMIN and CAP_PERFMON")
+    assert doctor._privileges({CAP_BPF}).detail.endswith("missing CAP_NET_ADMIN and CAP_PERFMON")
+    assert doctor._privileges({CAP_BPF, CAP_NET_ADMIN}).detail.endswith("missing CAP_PERFMON")

@@ -34,13 +34,13 @@ def command(app, lab_name, netns, iface, profile, pcap, count, duration, rate, s
     """Send test traffic built with scapy, in bulk, and report what was sent
     per protocol class (compare it with `xdpctl stats`)."""
     from ..generate import GenRequest, generate, validate
-    from ..privileges import require_net_admin
+    from ..privileges import require_raw_send
 
     req = GenRequest(profile=profile, count=count, duration=duration, rate=rate, src_cidr=src_cidr,
                      vlans=tuple(vlans), size=size, pcap=pcap)
     validate(req)
+    require_raw_send("sending raw frames", netns=bool(lab_name or netns or app.netns))
     target = _target(lab_name, netns, app.netns, iface, dsts, src_mac, dst_mac, sport, dport)
-    require_net_admin("sending raw frames")
     show_progress = not as_json and sys.stdout.isatty()
     if show_progress:
         from ..render import progress

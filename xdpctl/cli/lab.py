@@ -19,9 +19,9 @@ def command():
 def up(name, as_json):
     """Make lab NAME (default: lab) and print its interface and addresses."""
     from .. import lab as labs
-    from ..privileges import require_attach
+    from ..privileges import require_namespaces
 
-    require_attach("making a lab (namespaces and a veth pair)")
+    require_namespaces("making a lab (namespaces and a veth pair)")
     lab = labs.up(name)
     if as_json:
         from .output import emit_json
@@ -61,7 +61,9 @@ def down(name, everything):
     xdpctl program attached to it."""
     from .. import lab as labs
     from ..errors import BadInput
+    from ..privileges import require_namespaces
 
+    require_namespaces("removing a lab")
     if name and everything:
         raise BadInput("give a lab name or --all, not both")
     targets = labs.labs() if everything else [labs.find(name or "lab")]
