@@ -38,12 +38,12 @@ def command(app, iface, drop_non_ip, mode, policy, force, ebpf):
     result = attach(app, iface, mode=mode, options=options, force=force)
     for line in result.notes:
         note(line)
-    opts = ", ".join(options.describe()) or "count only"
+    opts = ", ".join(options.describe()) or ("rules only" if result.rules else "count only")
     if result.replaced == "unchanged":
         click.echo(f"{result.ifname} already carries xdpctl's program with these options: prog {result.prog_id} "
                    f"({result.mode}, {opts}); nothing changed")
         return
     what = {"own": "replaced xdpctl's program on", "foreign": "replaced a foreign program on"}.get(
         result.replaced, "attached to")
-    rules = f", {result.rules} rules kept" if result.rules else ""
+    rules = f", {result.rules} rule{'s' if result.rules != 1 else ''} kept" if result.rules else ""
     click.echo(f"{what} {result.ifname}: prog {result.prog_id} ({result.mode}, {opts}{rules})")
