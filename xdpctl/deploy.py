@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from . import contract, engine, faults, libbpf
+from . import contract, engine, faults, libbpf, privileges
 from .errors import ForeignProgram, KernelError, ModeError
 from .layout import Layout
 from .netlink import AlreadyAttached
@@ -132,6 +132,8 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
     # Grown layouts hold everything the old one did, so the current rules fit too.
     layout = old_layout if old_layout.fits(built.needs) else old_layout.grown(built.needs)
     gen = current.gen if current else 0
+    if current is not None or layout.engine:  # maps pinned before the compile
+        privileges.require_reopen_pins(f"compiling a program for {target.ifname} against its pinned maps")
 
     stale_aside = None
     if current is None and att.exists():

@@ -59,13 +59,27 @@ class ProgramChanged(XdpctlError):
         )
 
 
+class StateVersion(XdpctlError):
+    """xdpctl's state for an interface was written by an xdpctl of another
+    ABI version: this one cannot read its maps, so it touches none of it."""
+
+    def __init__(self, ifname: str, found: int, expected: int):
+        super().__init__(
+            f"the state xdpctl keeps for {ifname} was written by an xdpctl with state ABI version {found}; "
+            f"this xdpctl reads version {expected}, so it leaves {ifname} and its program alone; "
+            "use the xdpctl that attached it"
+        )
+        self.found = found
+
+
 class ModeError(XdpctlError):
     """The requested XDP mode cannot be used on this interface."""
 
 
 class MissingCapability(XdpctlError):
     def __init__(self, action: str, caps: str):
-        super().__init__(f"{action} needs {caps}; run xdpctl as root or grant {caps}")
+        fix = "run xdpctl as root" + ("" if caps == "root" else f" or grant {caps}")
+        super().__init__(f"{action} needs {caps}; {fix}")
 
 
 class BpffsMissing(XdpctlError):

@@ -221,10 +221,26 @@ class Netlink:
         try:
             self._ipr.link("set", index=link.ifindex, xdp={"attrs": attrs})
         except NetlinkError as exc:
-            raise self._xdp_error(exc, link, mode) from exc
+            # veth refuses XDP while its *peer's* MTU is too large: name that one.
+            peer = self._peer(link) if "peer" in _extack(exc).lower() else None
+            raise self._xdp_error(exc, link, mode, peer) from exc
+
+    def _peer(self, link: Link) -> tuple[str, int] | None:
+        """(name, MTU) of a veth's peer, in whichever namespace it is; None
+        when the kernel does not say."""
+        try:
+            msg = self._ipr.get_links(link.ifindex)[0]
+            index, nsid = msg.get_attr("IFLA_LINK"), msg.get_attr("IFLA_LINK_NETNSID")
+            if not index:
+                return None
+            where = {} if nsid is None else {"IFLA_IF_NETNSID": nsid}  # the peer's namespace
+            peer = self._ipr.link("get", index=index, **where)[0]
+            return peer.get_attr("IFLA_IFNAME"), peer.get_attr("IFLA_MTU")
+        except (NetlinkError, OSError, IndexError):
+            return None
 
     @staticmethod
-    def _xdp_error(exc: NetlinkError, link: Link, mode: str) -> XdpctlError:
+    def _xdp_error(exc: NetlinkError, link: Link, mode: str, peer: tuple[str, int] | None = None) -> XdpctlError:
         code, why = exc.code, _extack(exc)
         name = link.ifname
         if code == errno.EPERM:
@@ -247,6 +263,13 @@ class Netlink:
             )
         if code == errno.EOPNOTSUPP:
             return ModeError(f"{name} does not support XDP in {mode} mode" + (f": {why}" if why else ""))
+        if code in (errno.ERANGE, errno.EINVAL) and "MTU" in why.upper() and "peer" in why.lower():
+            who = f"the veth peer of {name}, {peer[0]}, has MTU {peer[1]}," if peer else \
+                f"the veth peer of {name} has an MTU"
+            return ModeError(
+                f"{who} too large for {mode} XDP on {name} ({why}); lower the peer's MTU "
+                "or use --mode generic"
+            )
         if code in (errno.ERANGE, errno.EINVAL) and "MTU" in why.upper():
             return ModeError(
                 f"{name} has MTU {link.mtu}, too large for {mode} XDP ({why}); lower the MTU "

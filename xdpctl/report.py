@@ -55,9 +55,13 @@ def status(app) -> dict:
     for link in app.netlink.links():
         target = load(app, link)
         link = target.link
+        if target.other_abi:
+            stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
+                          "reason": f"state written by xdpctl ABI version {target.meta.abi_version} "
+                                    f"(this one reads {contract.ABI_VERSION}); left alone"})
         if link.xdp:
             out.append(_entry(target))
-        elif target.stale:
+        elif target.stale and not target.other_abi:
             stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
                           "reason": "xdpctl's state remains but no program is attached"})
     result = {"interfaces": out}

@@ -58,17 +58,23 @@ class Attachment:
             return []
 
     def read_meta(self) -> contract.Meta | None:
-        """The recorded meta, or None when there is none (a half-made state)."""
+        """The recorded meta, or None when there is none (a half-made state).
+
+        Meta written by an xdpctl of another ABI version is returned as read:
+        only its abi_version (always the first field) means anything, and
+        xdpctl/target.py refuses to act on it."""
         try:
             with libbpf.opened(self.pin(contract.PIN_META)) as fd:
-                raw = libbpf.map_lookup(fd, b"\0\0\0\0", contract.META.size)
+                # The map's own value size: another ABI's meta may be larger
+                # than this one's buffer would hold.
+                raw = libbpf.map_lookup(fd, b"\0\0\0\0", libbpf.map_info(fd).value_size)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise _state_error(exc, f"reading {self.pin(contract.PIN_META)}") from exc
         if raw is None:
             return None
-        meta = contract.Meta.unpack(raw)
+        meta = contract.Meta.unpack(raw[: contract.META.size].ljust(contract.META.size, b"\0"))
         return meta if meta.abi_version else None
 
     def write_meta(self, meta: contract.Meta) -> None:
@@ -97,11 +103,17 @@ class State:
     def ensure_root(self) -> None:
         if self.root.parent == Path(BPFFS):
             ensure_mounted(BPFFS)
-        try:
-            self.root.mkdir(mode=0o700, exist_ok=True)
-        except PermissionError as exc:
-            raise MissingCapability(f"creating {self.root}", "root (or write access to bpffs)") from exc
-        os.chmod(self.root, 0o700)
+        while True:
+            try:
+                self.root.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(self.root, 0o700)
+                return
+            except PermissionError as exc:
+                raise MissingCapability(f"creating {self.root}", "root (or write access to bpffs)") from exc
+            except (FileNotFoundError, FileExistsError):
+                # Another xdpctl pruned the root between the two calls (it
+                # holds the lock, this one does not yet): make it again.
+                continue
 
     def attachment(self, netns_ino: int, ifindex: int) -> Attachment:
         return Attachment(self.root, netns_ino, ifindex)
@@ -126,7 +138,11 @@ class State:
             ino = int(ns[2:])
             if netns_ino is not None and ino != netns_ino:
                 continue
-            for entry in sorted(os.listdir(self.root / ns)):
+            try:
+                entries = sorted(os.listdir(self.root / ns))
+            except FileNotFoundError:
+                continue  # pruned meanwhile by an xdpctl holding the lock
+            for entry in entries:
                 if entry.startswith("if") and entry[2:].isdigit():
                     found.append(Attachment(self.root, ino, int(entry[2:])))
         return found
@@ -145,7 +161,10 @@ class State:
         deadline = time.monotonic() + timeout
         while True:
             self.ensure_root()
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                continue  # pruned since ensure_root: make it again
             try:
                 while True:
                     try:

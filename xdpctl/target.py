@@ -3,7 +3,9 @@ the program on it is xdpctl's.
 
 Ownership is decided here and nowhere else: the interface carries xdpctl's
 program only when its attached program id is the one xdpctl recorded for that
-(netns, ifindex). A name or an ifindex alone proves nothing.
+(netns, ifindex). A name or an ifindex alone proves nothing. State written
+by an xdpctl of another ABI version is never xdpctl's to use: resolve()
+refuses it, and it is left as it is.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from . import contract, libbpf, privileges, recovery
-from .errors import InterfaceGone, InterfaceNotFound
+from .errors import InterfaceGone, InterfaceNotFound, StateVersion
 from .netlink import Link
 from .state import Attachment
 
@@ -32,9 +34,15 @@ class Target:
         return self.link.xdp.prog_id if self.link.xdp else 0
 
     @property
+    def other_abi(self) -> bool:
+        """The state was written by an xdpctl of another ABI version."""
+        return self.meta is not None and self.meta.abi_version != contract.ABI_VERSION
+
+    @property
     def ours(self) -> bool:
         """The interface carries the program xdpctl recorded for it."""
-        return self.meta is not None and self.attached_id != 0 and self.attached_id == self.meta.prog_id
+        return (self.meta is not None and not self.other_abi and self.attached_id != 0
+                and self.attached_id == self.meta.prog_id)
 
     @property
     def foreign(self) -> bool:
@@ -50,7 +58,7 @@ def resolve(app, ifname: str) -> Target:
     """The interface named ifname in xdpctl's namespace.
 
     If it is gone but xdpctl kept state for it, the state is removed and
-    InterfaceGone is raised.
+    InterfaceGone is raised. State of another ABI version raises StateVersion.
     """
     try:
         link = app.netlink.link(ifname)
@@ -58,19 +66,27 @@ def resolve(app, ifname: str) -> Target:
         if forget_gone(app, ifname):
             raise InterfaceGone(ifname) from None
         raise
-    return load(app, link)
+    target = load(app, link)
+    if target.other_abi:
+        raise StateVersion(ifname, target.meta.abi_version, contract.ABI_VERSION)
+    return target
 
 
 def load(app, link: Link) -> Target:
     """The target for link, settling first what a killed xdpctl left midway."""
     att = app.state.attachment(app.netns_ino, link.ifindex)
     meta = att.read_meta() if att.exists() else None
-    if recovery.unsettled(att, meta):
+    if meta is not None and meta.abi_version != contract.ABI_VERSION:
+        return Target(link, att, meta)  # not this xdpctl's to settle (resolve refuses it)
+    if recovery.unsettled(att, meta) or recovery.leftovers(att, meta):
         with app.state.lock():  # pending under the lock is a killed xdpctl's
             meta = att.read_meta() if att.exists() else None
             if recovery.unsettled(att, meta):
                 recovery.settle(app, link, att)
                 link = app.netlink.link_by_index(link.ifindex) or link
+                meta = att.read_meta() if att.exists() else None
+            if recovery.leftovers(att, meta):
+                recovery.clear_leftovers(att)
                 meta = att.read_meta() if att.exists() else None
     return Target(link, att, meta)
 
@@ -81,7 +97,7 @@ def _gone(app, ifname: str | None) -> list[tuple]:
         if app.netlink.link_by_index(att.ifindex) is not None:
             continue
         meta = att.read_meta()
-        name = meta.ifname if meta else f"if{att.ifindex}"
+        name = meta.ifname if meta and meta.abi_version == contract.ABI_VERSION else f"if{att.ifindex}"
         if ifname is None or name == ifname:
             found.append((att, name))
     return found
