@@ -29,6 +29,9 @@ from .errors import BadInput
 from .rules import ACTIONS, MATCH_KEYS, Match, Rule, file_label, parse_match, parse_priority
 
 INTERFACE_KEYS = {"mode", "policy", "drop_non_ip", "rules"}
+# A file of the most rules xdpctl holds, in the longest form, is ~30 MB; a
+# larger one is refused before it is read, rather than read into memory whole.
+MAX_FILE_BYTES = 64 << 20
 RULE_KEYS = {"action", "priority", *MATCH_KEYS}
 MODES = tuple(contract.MODES)
 
@@ -147,8 +150,15 @@ def _check_file(path: str) -> bytes:
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise BadInput(f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}): it decides what "
                        "reaches this machine, so xdpctl refuses it (chmod go-w)")
+    too_big = BadInput(f"{path} is larger than {MAX_FILE_BYTES:,} bytes, the most xdpctl reads of a "
+                       "configuration file (the most rules it holds fit in far less)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise too_big
     with open(path, "rb") as f:
-        return f.read()
+        data = f.read(MAX_FILE_BYTES + 1)  # bounded, should it grow meanwhile
+    if len(data) > MAX_FILE_BYTES:
+        raise too_big
+    return data
 
 
 def load(path: str) -> ConfigFile:
@@ -241,7 +251,7 @@ def _rule(item, line: int, fail) -> RuleSpec:
     if "action" not in item:
         fail(line, "a rule needs an action: pass or drop")
     try:
-        if item["action"] not in ACTIONS:
+        if not isinstance(item["action"], str) or item["action"] not in ACTIONS:
             raise BadInput(f"action {item['action']!r} is not pass or drop")
         action = ACTIONS[item["action"]]
         priority = parse_priority(item["priority"], "priority") if "priority" in item else None

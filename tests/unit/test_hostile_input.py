@@ -1,0 +1,303 @@
+"""Issue 5, guarantee 13: hostile input. Whatever a rule option, an interface
+name or a configuration file holds, xdpctl answers with a result or one line
+of error and exit code 2, never a traceback; and values it accepts mean what
+they say. No root and no kernel: `rule add` parses every value before it
+touches anything, and the call that would change the kernel is replaced.
+
+Already covered elsewhere, not repeated here: hand-picked bad values each
+with their message (tests/kernel/test_rules.py, tests/unit/test_cli.py); a
+missing file, a directory, a file writable by others or not root's, CRLF,
+bad UTF-8, duplicate rules, more general rules than the tables hold, each
+with its line (tests/unit/test_config_file.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import string
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import xdpctl.ruleops
+from xdpctl import contract
+from xdpctl.cli import cli
+from xdpctl.config_file import MAX_FILE_BYTES, load, parse
+from xdpctl.errors import BadInput
+from xdpctl.rules import MATCH_KEYS, Rule, parse_match
+from xdpctl.ruleops import Change
+
+runner = CliRunner()
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+OPTIONS = ["--src", "--dst", "--proto", "--sport", "--dport", "--src-mac", "--dst-mac", "--vlan",
+           "--ethertype", "--tcp-flags", "--icmp-type", "--icmp-code", "--priority"]
+
+
+@pytest.fixture(autouse=True)
+def no_kernel(monkeypatch):
+    """`rule add` with every value accepted records the rule instead of changing the kernel."""
+    calls = []
+
+    def add(app, ifname, action, match, priority):
+        calls.append((ifname, action, match, priority))
+        return Change(Rule(action, match, priority or contract.PRIORITY_DEFAULT, priority is not None, 1, 1, 0),
+                      False, 1, [])
+
+    monkeypatch.setattr(xdpctl.ruleops, "add", add)
+    return calls
+
+
+def rule_add(*args: str):
+    return runner.invoke(cli, ["rule", "add", *args])
+
+
+def assert_refused(result, *fragments: str) -> str:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xdpctl: error: "), result.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    return lines[0]
+
+
+# --- anything at all --------------------------------------------------------------
+
+
+@FAST
+@given(option=st.sampled_from(OPTIONS), value=st.text(max_size=60))
+@example(option="--src", value="10.0.0.0/8\x00")
+@example(option="--dport", value="٣")  # a digit, but not an ASCII one
+@example(option="--src-mac", value="02:00:00:00:00:0１")
+def test_any_value_of_any_option_is_accepted_or_refused_in_one_line(no_kernel, option, value):
+    no_kernel.clear()
+    r = rule_add("eth0", "drop", option, value)
+    assert "Traceback" not in r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    if r.exit_code == 0:
+        # Accepted: what was recorded reads back as the same rule.
+        ((_, _, match, priority),) = no_kernel
+        assert parse_match(match.describe()) == match
+        if option == "--priority":
+            assert priority == int(value.strip())
+    else:
+        assert_refused(r)
+        assert no_kernel == []
+
+
+@FAST
+@given(args=st.lists(st.text(max_size=20), max_size=6))
+def test_any_arguments_at_all(no_kernel, args):
+    r = rule_add(*args)
+    assert r.exit_code in (0, 2), (args, r.exit_code, r.output)
+    if r.exit_code:
+        assert_refused(r)
+
+
+# --- addresses ----------------------------------------------------------------------
+
+v4 = st.ip_addresses(v=4)
+v6 = st.ip_addresses(v=6)
+
+
+@FAST
+@given(addr=v4, plen=st.integers(0, 31))
+def test_an_ipv4_prefix_with_host_bits_is_refused_with_the_network_meant(addr, plen):
+    net = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
+    if net.network_address == addr:
+        return
+    assert_refused(rule_add("eth0", "drop", "--src", f"{addr}/{plen}"), "has host bits set", f"did you mean {net}?")
+
+
+@FAST
+@given(addr=st.one_of(v4.map(lambda a: (a, 32)), v6.map(lambda a: (a, 128))), extra=st.integers(1, 10**6))
+def test_a_prefix_longer_than_the_address_is_refused(addr, extra):
+    a, width = addr
+    assert_refused(rule_add("eth0", "drop", "--dst", f"{a}/{width + extra}"), "is not an IPv4 or IPv6 address or CIDR")
+
+
+@FAST
+@given(addr=v4, which=st.integers(0, 3), zeros=st.integers(1, 3))
+def test_leading_zeros_in_an_ipv4_address_are_refused(addr, which, zeros):
+    parts = str(addr).split(".")
+    parts[which] = "0" * zeros + parts[which]
+    assert_refused(rule_add("eth0", "drop", "--src", ".".join(parts)), "is not an IPv4 or IPv6 address")
+
+
+@FAST
+@given(addr=v4, plen=st.integers(96, 128))
+def test_ipv4_mapped_ipv6_is_refused_with_the_ipv4_form(addr, plen):
+    net = ipaddress.ip_network(f"::ffff:{addr}/{plen}", strict=False)
+    line = assert_refused(rule_add("eth0", "drop", "--src", str(net)), "IPv4-mapped IPv6")
+    assert f"write {net.network_address.ipv4_mapped}/{plen - 96}" in line
+
+
+@FAST
+@given(addr=st.one_of(v4, v6), tail=st.text(string.ascii_letters + string.punctuation + " ", min_size=1, max_size=8))
+def test_an_address_with_trailing_text_is_refused(addr, tail):
+    value = f"{addr}{tail}"
+    try:
+        ipaddress.ip_network(value.strip())
+        return  # the tail made another valid value ("/8", " ")
+    except ValueError:
+        pass
+    assert_refused(rule_add("eth0", "drop", "--dst", value))
+
+
+# --- ports, numbers ----------------------------------------------------------------
+
+
+@FAST
+@given(port=st.one_of(st.integers(max_value=0), st.integers(min_value=65536)), option=st.sampled_from(["--sport", "--dport"]))
+def test_ports_outside_1_to_65535_are_refused(port, option):
+    r = rule_add("eth0", "drop", option, str(port))
+    if port < 0:
+        assert_refused(r)  # "-5" reads as an option, or as no port
+    else:
+        assert_refused(r, "from 1 to 65535", f"got {port}")
+
+
+@FAST
+@given(port=st.integers(1, 65535), junk=st.sampled_from(["0x{:x}", "{}abc", "{}.0", "+{}", "{}e0", "{}-", "-{}", "{} 1"]))
+def test_ports_in_other_notations_are_refused(port, junk):
+    assert_refused(rule_add("eth0", "drop", "--dport", junk.format(port)))
+
+
+@FAST
+@given(lo=st.integers(1, 65535), hi=st.integers(1, 65535))
+def test_port_ranges_are_inclusive_and_never_reversed(no_kernel, lo, hi):
+    no_kernel.clear()
+    r = rule_add("eth0", "drop", "--sport", f"{lo}-{hi}")
+    if hi < lo:
+        assert_refused(r, "reversed", f"write {hi}-{lo}")
+    else:
+        assert r.exit_code == 0 and no_kernel[0][2].sport == (lo, hi)
+
+
+@FAST
+@given(option=st.sampled_from(["--vlan", "--icmp-type", "--priority"]), value=st.integers(-10**9, 10**9))
+def test_numbers_out_of_range_are_refused(no_kernel, option, value):
+    lo, hi = {"--vlan": (1, 4094), "--icmp-type": (0, 255), "--priority": (0, 65535)}[option]
+    r = rule_add("eth0", "drop", option, str(value))
+    if lo <= value <= hi:
+        assert r.exit_code == 0
+    else:
+        assert_refused(r)
+
+
+# --- options and interface names ------------------------------------------------------
+
+
+@FAST
+@given(name=st.from_regex(r"--[a-z][a-z-]{0,20}", fullmatch=True))
+def test_unknown_options_are_refused(name):
+    if name in OPTIONS or name in ("--json", "--help"):
+        return
+    assert_refused(rule_add("eth0", "drop", name, "1"), "No such option")
+
+
+@FAST
+@given(name=st.text(min_size=16, max_size=40).filter(lambda n: "\x00" not in n))
+def test_interface_names_too_long_are_refused(name):
+    for command in (["rule", "add", "--", name, "drop"], ["attach", "--", name], ["detach", "--", name],
+                    ["stats", "--", name]):
+        r = runner.invoke(cli, command)
+        if len(name.encode(errors="surrogateescape")) > 15:
+            assert_refused(r, "at most 15")
+
+
+@FAST
+@given(head=st.text(string.ascii_letters, max_size=6), tail=st.text(string.ascii_letters, max_size=6),
+       bad=st.sampled_from(["/", ":", " ", "\t", "\n"]))
+def test_interface_names_with_slashes_or_spaces_are_refused(head, tail, bad):
+    name = head + bad + tail
+    if len(name.encode()) > 15:
+        return
+    assert_refused(runner.invoke(cli, ["rule", "add", name, "drop", "--proto", "udp"]), "not a valid interface name")
+
+
+# --- configuration files ---------------------------------------------------------------
+
+RULE_VALUES = st.one_of(st.text(max_size=30), st.integers(-10**6, 10**6), st.booleans(), st.floats(allow_nan=False),
+                        st.lists(st.integers(), max_size=3))
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v) if not isinstance(v, float) or v == v and abs(v) != float("inf") else "0"
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in v) + '"'
+
+
+@FAST
+@given(rules=st.lists(st.dictionaries(st.sampled_from(["action", "priority", *MATCH_KEYS, "colour"]), RULE_VALUES,
+                                      max_size=5), max_size=5),
+       name=st.sampled_from(["eth0", '"eth0.100"', '"a/b"', '"x"', '"' + "y" * 16 + '"']))
+def test_any_rule_table_in_a_file_is_read_or_refused_with_its_line(rules, name):
+    body = ",\n".join("  { " + ", ".join(f"{k} = {toml_value(v)}" for k, v in r.items()) + " }" for r in rules)
+    text = f"[interfaces.{name}]\nrules = [\n{body}\n]\n"
+    try:
+        parse(text, "x.toml")
+    except BadInput as exc:
+        assert str(exc).startswith("x.toml:") and "\n" not in str(exc), str(exc)
+
+
+@FAST
+@given(raw=st.binary(max_size=300))
+@example(raw=b"\xef\xbb\xbf[interfaces.eth0]\n")  # a UTF-8 byte-order mark
+@example(raw=b"[interfaces.eth0]\nrules = [ { action = \"drop\", src = \"10.0.0.0/8\" } ]\x00\n")
+def test_any_bytes_in_a_file_are_read_or_refused_in_one_line(tmp_path_factory, raw):
+    f = tmp_path_factory.mktemp("raw") / "x.toml"
+    f.write_bytes(raw)
+    os.chmod(f, 0o600)
+    try:
+        load(str(f))
+    except BadInput as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(f)), str(exc)
+
+
+def apply_refused(path: str, *fragments: str) -> str:
+    return assert_refused(runner.invoke(cli, ["apply", path, "--dry-run"]), *fragments)
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path):
+    f = tmp_path / "huge.toml"
+    with open(f, "wb") as out:
+        out.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    os.chmod(f, 0o600)
+    apply_refused(str(f), "larger than 67,108,864 bytes")
+
+
+def test_a_file_that_is_not_a_regular_file_is_refused(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo, 0o600)
+    apply_refused(str(fifo), "is not a regular file")  # never opened: a FIFO would block
+    apply_refused("/dev/zero", "is not a regular file")
+
+
+def test_cli_file_errors_are_one_line_with_exit_2(tmp_path):
+    apply_refused(str(tmp_path / "missing.toml"), "no such file")
+    apply_refused(str(tmp_path), "is a directory")
+    f = tmp_path / "x.toml"
+    f.write_text("[interfaces.eth0]\nrules = [ { action = \"drop\", dport = 0 } ]\n")
+    os.chmod(f, 0o600)
+    apply_refused(str(f), f"{f}:2: dport must be from 1 to 65535")
+    f.write_bytes(b"[interfaces.eth0]\r\nrules = [\r\n { action = \"drop\", src = \"10.0.0.1/8\" },\r\n]\r\n")
+    apply_refused(str(f), f"{f}:3: src 10.0.0.1/8 has host bits set")
+
+
+def test_more_rules_than_the_maps_hold_are_refused_with_the_line_of_the_first_too_many():
+    plain = "\n".join(f'  {{ action = "drop", src = "10.{i >> 8 & 255}.{i & 255}.{(i >> 16) * 16}/28" }},'
+                      for i in range(contract.MAX_RULES + 1))
+    with pytest.raises(BadInput) as err:
+        parse(f"[interfaces.eth0]\nrules = [\n{plain}\n]\n")
+    assert str(err.value) == (f"xdpctl.toml:{contract.MAX_RULES + 3}: more than 131,072 rules for eth0, "
+                              "the most xdpctl holds per interface")
