@@ -31,7 +31,7 @@ from xdpctl.rules import MATCH_KEYS, Rule, parse_match
 from xdpctl.ruleops import Change
 
 runner = CliRunner()
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 OPTIONS = ["--src", "--dst", "--proto", "--sport", "--dport", "--src-mac", "--dst-mac", "--vlan",
            "--ethertype", "--tcp-flags", "--icmp-type", "--icmp-code", "--priority"]
