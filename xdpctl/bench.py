@@ -127,9 +127,10 @@ def measure(baseline: Contender, others: list[Contender], frames: dict[str, byte
 
 
 def bench(options: FilterOptions, source: str, repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS,
-          with_xdp_filter: bool = False, rule_sets: tuple[int, ...] = ()) -> dict:
-    """Build the empty program and xdpctl's program with options (and, for
-    each size in rule_sets, with that many synthetic mixed rules); time them."""
+          with_xdp_filter: bool = False, rule_sets: tuple[int, ...] = (), rules: list | None = None) -> dict:
+    """Build the empty program and xdpctl's program with options and rules
+    (or, for each size in rule_sets, with that many synthetic mixed rules);
+    time them."""
     from .compiler import compile_and_load
 
     loaded = []
@@ -139,11 +140,16 @@ def bench(options: FilterOptions, source: str, repeat: int = DEFAULT_REPEAT, rou
             loaded.append(compile_and_load(empty_program()))
             contenders = []
             if not rule_sets:
-                loaded.append(compile_and_load(filter_program(options, None)))
+                if rules:
+                    loaded.append(_with_rules(options, rules, stack.enter_context(scratch_dir("bench"))))
+                else:
+                    loaded.append(compile_and_load(filter_program(options, None)))
                 contenders.append(Contender("xdpctl", loaded[-1].prog_fd))
             for n in rule_sets:
+                from . import synthetic
+
                 scratch = stack.enter_context(scratch_dir("bench"))
-                loaded.append(_with_rules(options, n, scratch))
+                loaded.append(_with_rules(options, synthetic.mixed(n), scratch))
                 contenders.append(Contender(f"xdpctl_{n}", loaded[-1].prog_fd))
             stand = Stand()
             if with_xdp_filter:
@@ -182,14 +188,14 @@ def bench(options: FilterOptions, source: str, repeat: int = DEFAULT_REPEAT, rou
     return report
 
 
-def _with_rules(options: FilterOptions, n: int, directory: str):
-    """xdpctl's program with n synthetic rules, its tables filled."""
-    from . import engine, synthetic
+def _with_rules(options: FilterOptions, rules: list, directory: str):
+    """xdpctl's program with rules, its tables filled."""
+    from . import engine
     from .compiler import compile_and_load
     from .layout import Layout
     from .tables import build
 
-    rules = synthetic.mixed(n)
+    n = len(rules)
     built = build(rules)
     layout = Layout().grown(built.needs)
     tables = engine.create_tables(directory, layout)

@@ -25,8 +25,8 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repea
     """Per-packet cost of xdpctl's program against the empty XDP program,
     through BPF_PROG_TEST_RUN, on IPv4/UDP, VLAN IPv4/UDP, IPv6/TCP and ARP.
 
-    With IFACE (or --lab), the program is built as that interface's was (an
-    unpinned twin, so live counters are not touched).
+    With IFACE (or --lab), the program is built as that interface's was, with
+    its rules (an unpinned twin, so live counters are not touched).
     """
     from ..bench import bench
     from ..errors import BadInput, NotManaged
@@ -36,7 +36,7 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repea
     require_attach("loading programs to benchmark")
     if iface and lab_name:
         raise BadInput("give IFACE or --lab, not both")
-    options, source = FilterOptions(drop_non_ip=drop_non_ip), "options given"
+    options, source, rules = FilterOptions(drop_non_ip=drop_non_ip), "options given", []
     if lab_name:
         from .. import lab as labs
 
@@ -47,8 +47,11 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repea
         target = resolve(app, iface)
         if not target.ours:
             raise NotManaged(iface)
+        from ..deploy import Current
+
         options = FilterOptions.from_bits(target.meta.options)
-        source = f"as attached to {iface} (prog {target.meta.prog_id})"
+        rules = Current.read(target).rules
+        source = f"as attached to {iface} (prog {target.meta.prog_id}, {len(rules)} rules)"
     sizes: tuple[int, ...] = ()
     if rule_sets:
         try:
@@ -60,7 +63,7 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repea
         if iface:
             raise BadInput("--rules measures synthetic rule sets; drop IFACE/--lab")
     report = bench(options, source, repeat=repeat, rounds=rounds, with_xdp_filter=with_xdp_filter,
-                   rule_sets=sizes)
+                   rule_sets=sizes, rules=rules)
     if as_json:
         from .output import emit_json
 
