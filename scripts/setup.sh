@@ -161,7 +161,7 @@ demo() {
 # when the checkout is readable to it. Kernel tests then run as root, and must
 # run: XDPCTL_REQUIRE_KERNEL_TESTS=1 turns a missing requirement into a failure.
 run_tests() {
-    local py=$VENV/bin/python common=(-p no:cacheprovider -q)
+    local py=$VENV/bin/python common=(-p no:cacheprovider -q -rs)
     say "unit tests (no privileges)"
     if [ "$(id -u)" -ne 0 ]; then
         "$py" -m pytest "${common[@]}" tests/unit
