@@ -16,8 +16,9 @@ from xdpctl.state import STATE_ROOT
 pytestmark = pytest.mark.kernel
 
 
-def xdpctl(*args: str, user: str | None = None) -> subprocess.CompletedProcess:
-    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] if user else []
+def xdpctl(*args: str, no_caps: bool = False) -> subprocess.CompletedProcess:
+    # no_caps: root with no capabilities (the checkout may be readable to root only)
+    prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"] if no_caps else []
     return subprocess.run([*prefix, sys.executable, "-m", "xdpctl", *args], capture_output=True, text=True,
                           timeout=180, cwd="/")
 
@@ -64,7 +65,7 @@ def test_selftest_keep_leaves_the_lab_and_its_program(no_selftest_lab):
 
 
 def test_selftest_without_privileges_fails_and_makes_nothing(no_selftest_lab):
-    r = xdpctl("selftest", "--json", user="nobody")
+    r = xdpctl("selftest", "--json", no_caps=True)
     data = json.loads(r.stdout)
     assert r.returncode == 1 and data["ok"] is False
     (priv,) = [c for c in data["checks"] if c["check"] == "privileges"]
