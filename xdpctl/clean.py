@@ -3,22 +3,18 @@ xdpctl's state, and nothing else.
 
 Only xdpctl's own directory on bpffs is looked at. A program on an interface
 is never touched unless xdpctl's state proves it is xdpctl's own half-made
-change (recovery.settle); a foreign program, even one named like xdpctl's,
+change (recovery.recover); a foreign program, even one named like xdpctl's,
 stays where it is.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass
 
 from . import privileges, recovery
 from .errors import MissingCapability
-
-ASIDE = re.compile(r"^if\d+_stale_\d+$")  # deploy sets stale state aside under this name
-
 
 @dataclass
 class Leftover:
@@ -73,7 +69,7 @@ def _here(app) -> list[Leftover]:
     ns_dir = app.state.root / f"ns{app.netns_ino}"
     if ns_dir.is_dir():
         for entry in sorted(os.listdir(ns_dir)):
-            if ASIDE.match(entry):
+            if recovery.is_aside(entry):
                 found.append(Leftover(str(ns_dir / entry), "state set aside by an attach that was killed", "remove"))
     return found
 
@@ -119,7 +115,7 @@ def clean(app, dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
         for item in found:
             if item.action == "settle":
                 att = next(a for a in app.state.attachments(app.netns_ino) if str(a.path) == item.path)
-                recovery.settle(app, app.netlink.link_by_index(att.ifindex), att)
+                recovery.recover(app, app.netlink.link_by_index(att.ifindex), att)
             else:
                 shutil.rmtree(item.path, ignore_errors=True)
     return found, notes

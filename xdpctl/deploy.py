@@ -30,7 +30,7 @@ from .errors import ForeignProgram, KernelError, ModeError
 from .layout import Layout
 from .netlink import AlreadyAttached
 from .program import FilterOptions, filter_program
-from .recovery import PIN_PROG_NEW, drop_unused_pins
+from .recovery import PIN_PROG_NEW, aside_path, drop_unused_pins
 from .rules import Rule
 from .tables import build
 from .target import Target, prog_name
@@ -139,7 +139,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
     if current is None and att.exists():
         # State left by a program that is no longer attached: never reuse
         # its maps; set it aside until this attach succeeds.
-        stale_aside = att.path.with_name(f"{att.path.name}_stale_{os.getpid()}")
+        stale_aside = aside_path(att)
         os.rename(att.path, stale_aside)
     pins_before = set(att.pins())
     if current is None:

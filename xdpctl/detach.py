@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from . import contract, libbpf, privileges
 from .errors import ForeignProgram, NotManaged
-from .target import prog_name, resolve
+from .target import prog_name, recorded, resolve
 
 
 @dataclass
@@ -23,23 +23,27 @@ class DetachResult:
 def detach(app, ifname: str) -> DetachResult:
     privileges.require_attach(f"detaching XDP from {ifname}", loads=False)
     with app.state.lock():
-        target = resolve(app, ifname)
-        if not target.ours:
-            if target.foreign:
-                hint = "xdpctl leaves programs it did not load alone"
-                if target.meta is not None:
-                    hint = ("it replaced xdpctl's program, so xdpctl leaves it alone; "
-                            "`xdpctl clean` removes xdpctl's leftover state")
-                raise ForeignProgram(ifname, target.attached_id,
-                                     prog_name(target.attached_id), hint)
-            if target.stale:
-                target.att.remove()
-                return DetachResult(ifname, 0, "no program was attached; removed xdpctl's leftover state")
-            raise NotManaged(ifname)
-        with libbpf.opened(target.att.pin(contract.PIN_PROG)) as fd:
-            app.netlink.xdp_set(target.link, -1, target.meta.mode_name, expected_fd=fd)
-        target.att.remove()
-        return DetachResult(ifname, target.meta.prog_id)
+        return _detach(app, resolve(app, ifname))
+
+
+def _detach(app, target) -> DetachResult:
+    ifname = target.ifname
+    if not target.ours:
+        if target.foreign:
+            hint = "xdpctl leaves programs it did not load alone"
+            if target.meta is not None:
+                hint = ("it replaced xdpctl's program, so xdpctl leaves it alone; "
+                        "`xdpctl clean` removes xdpctl's leftover state")
+            raise ForeignProgram(ifname, target.attached_id,
+                                 prog_name(target.attached_id), hint)
+        if target.stale:
+            target.att.remove()
+            return DetachResult(ifname, 0, "no program was attached; removed xdpctl's leftover state")
+        raise NotManaged(ifname)
+    with libbpf.opened(target.att.pin(contract.PIN_PROG)) as fd:
+        app.netlink.xdp_set(target.link, -1, target.meta.mode_name, expected_fd=fd)
+    target.att.remove()
+    return DetachResult(ifname, target.meta.prog_id)
 
 
 def detach_all(app) -> tuple[list[DetachResult], list[tuple[str, str]]]:
@@ -47,20 +51,15 @@ def detach_all(app) -> tuple[list[DetachResult], list[tuple[str, str]]]:
     carries one. Returns what was detached, and (interface, error) pairs for
     those that could not be (each is tried; a foreign program stays)."""
     from .errors import XdpctlError
-    from .target import load
 
     privileges.require_attach("detaching xdpctl's programs", loads=False)
     done, failed = [], []
     with app.state.lock():
-        for att in app.state.attachments(app.netns_ino):
-            link = app.netlink.link_by_index(att.ifindex)
-            if link is None:
-                continue
-            target = load(app, link)
+        for target in recorded(app):
             if not target.att.exists():
                 continue
             try:
-                done.append(detach(app, target.ifname))
+                done.append(_detach(app, target.refuse_other_abi()))
             except XdpctlError as exc:
                 failed.append((target.ifname, str(exc)))
     return done, failed

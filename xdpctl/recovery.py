@@ -34,6 +34,18 @@ from . import contract, libbpf
 from .layout import Layout
 
 PIN_PROG_NEW = contract.PIN_PROG + "_new"
+ASIDE = "_stale_"  # if<N>_stale_<pid>: state a first attach set aside (deploy.py)
+
+
+def aside_path(att):
+    """Where this process sets att's stale state aside while it attaches."""
+    return att.path.with_name(f"{att.path.name}{ASIDE}{os.getpid()}")
+
+
+def is_aside(name: str, of: str | None = None) -> bool:
+    """Whether name is state set aside (for the directory named of, or any)."""
+    head, sep, pid = name.partition(ASIDE)
+    return bool(sep) and pid.isdigit() and head.startswith("if") and head[2:].isdigit() and of in (None, head)
 
 
 def unsettled(att, meta: contract.Meta | None) -> bool:
@@ -42,21 +54,33 @@ def unsettled(att, meta: contract.Meta | None) -> bool:
     )
 
 
-def settle(app, link, att) -> str:
-    """Bring att back to a consistent state; say what was done ("" if nothing).
-    The caller holds the state lock."""
+def recover(app, link, att):
+    """Settle what a killed change left of att, then clear what it made
+    before it recorded anything. The caller holds the state lock. Returns
+    the link as it is now (settling may swap its program)."""
+    meta = att.read_meta() if att.exists() else None
+    if unsettled(att, meta):
+        settle(app, link, att)
+        link = app.netlink.link_by_index(link.ifindex) or link
+        meta = att.read_meta() if att.exists() else None
+    if leftovers(att, meta):
+        clear_leftovers(att)
+    return link
+
+
+def settle(app, link, att) -> None:
+    """Bring att back to a consistent state. The caller holds the state lock."""
     meta = att.read_meta()
     new_pin = att.pin(PIN_PROG_NEW)
     attached = link.xdp.prog_id if link.xdp else 0
     if meta is None:
         att.remove()
-        return "removed the state of an attach that was interrupted before it began"
+        return
     if meta.pending_prog_id == 0:
-        if not os.path.exists(new_pin):
-            return ""
-        os.replace(new_pin, att.pin(contract.PIN_PROG))
-        drop_unused_pins(att, Layout.unpack(meta.layout))
-        return "finished a change that was interrupted after it took effect"
+        if os.path.exists(new_pin):  # the swap was recorded: finish the move of the pin
+            os.replace(new_pin, att.pin(contract.PIN_PROG))
+            drop_unused_pins(att, Layout.unpack(meta.layout))
+        return
     if attached == meta.pending_prog_id:
         with libbpf.opened(new_pin) as new_fd:
             if meta.prog_id:
@@ -64,34 +88,43 @@ def settle(app, link, att) -> str:
                     app.netlink.xdp_set(link, old_fd, meta.mode_name, expected_fd=new_fd)
             else:
                 app.netlink.xdp_set(link, -1, meta.mode_name, expected_fd=new_fd)
-    if meta.prog_id == 0:
+    if meta.prog_id == 0:  # a first attach: nothing to go back to
         att.remove()
-        return "undid an attach that was interrupted midway"
+        return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(new_pin)
     drop_unused_pins(att, Layout.unpack(meta.layout))
     att.write_meta(dataclasses.replace(meta, pending_prog_id=0))
-    return "undid a change that was interrupted midway; the previous program and rules are in place"
 
 
 def _set_aside(att) -> list:
     """What a first attach set aside for att (deploy.py) and was killed before
     putting back or removing: a live attach holds the lock until it has."""
-    prefix = att.path.name + "_stale_"
     try:
         names = os.listdir(att.path.parent)
     except FileNotFoundError:
         return []
-    return sorted(att.path.parent / n for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
+    return sorted(att.path.parent / n for n in names if is_aside(n, att.path.name))
+
+
+def _other_layouts_pins(att, layout: Layout) -> list[str]:
+    """Pinned tables and hits maps of layouts other than this one."""
+    keep = {layout.pin_tables(), layout.pin_hits()}
+    return [pin for pin in att.pins()
+            if (pin.startswith(contract.PIN_TABLES + "_") or pin.startswith(contract.PIN_HITS + "_"))
+            and pin not in keep]
 
 
 def _unused_pins(att, layout: Layout) -> list[str]:
     """Pinned maps that the layout meta records does not use."""
-    keep = {layout.pin_tables(), layout.pin_hits()}
-    engine_only = {contract.PIN_CONFIG, contract.PIN_RULES}
-    return [pin for pin in att.pins()
-            if ((pin.startswith(contract.PIN_TABLES + "_") or pin.startswith(contract.PIN_HITS + "_"))
-                and pin not in keep) or (pin in engine_only and not layout.engine)]
+    engine_only = [] if layout.engine else [p for p in att.pins() if p in (contract.PIN_CONFIG, contract.PIN_RULES)]
+    return _other_layouts_pins(att, layout) + engine_only
+
+
+def _unpin(att, pins: list[str]) -> None:
+    for pin in pins:
+        with contextlib.suppress(OSError):
+            os.unlink(att.pin(pin))
 
 
 def leftovers(att, meta: contract.Meta | None) -> bool:
@@ -105,7 +138,7 @@ def leftovers(att, meta: contract.Meta | None) -> bool:
     return meta.pending_prog_id == 0 and bool(_unused_pins(att, Layout.unpack(meta.layout)))
 
 
-def clear_leftovers(att) -> str:
+def clear_leftovers(att) -> None:
     """Remove what a killed change made before it recorded anything, and put
     back what a killed first attach set aside. The caller holds the lock and
     has settled att first (settle)."""
@@ -119,19 +152,10 @@ def clear_leftovers(att) -> str:
             shutil.rmtree(path, ignore_errors=True)
     if keep is not None:
         os.rename(keep, att.path)
-        return "put back the state that an interrupted attach had set aside"
-    if meta is not None:
-        for pin in _unused_pins(att, Layout.unpack(meta.layout)):
-            with contextlib.suppress(OSError):
-                os.unlink(att.pin(pin))
-        return "removed the maps of a change that was interrupted before it took effect"
-    return "removed the state of an attach that was interrupted before it began"
+    elif meta is not None:
+        _unpin(att, _unused_pins(att, Layout.unpack(meta.layout)))
 
 
 def drop_unused_pins(att, layout: Layout) -> None:
     """Unpin tables and hits maps of layouts the program no longer uses."""
-    keep = {layout.pin_tables(), layout.pin_hits()}
-    for pin in att.pins():
-        if (pin.startswith(contract.PIN_TABLES + "_") or pin.startswith(contract.PIN_HITS + "_")) and pin not in keep:
-            with contextlib.suppress(OSError):
-                os.unlink(att.pin(pin))
+    _unpin(att, _other_layouts_pins(att, layout))

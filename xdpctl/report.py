@@ -13,7 +13,7 @@ from .errors import NotManaged
 from .program import FilterOptions
 from .deploy import Current
 from .ruleops import describe, hits_of
-from .target import Target, forget_gone, load, prog_name, resolve
+from .target import Target, forget_gone, load, prog_name, recorded, resolve
 
 
 def _reset_hits(target: Target, current: Current) -> None:
@@ -81,15 +81,7 @@ def _managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
             targets.append(target)
         return targets
     forget_gone(app)
-    targets = []
-    for att in app.state.attachments(app.netns_ino):
-        link = app.netlink.link_by_index(att.ifindex)
-        if link is None:
-            continue
-        target = load(app, link)
-        if target.ours:
-            targets.append(target)
-    return targets
+    return [target for target in recorded(app) if target.ours]
 
 
 def stats(app, ifnames: tuple[str, ...] = (), reset: bool = False) -> dict:

@@ -38,6 +38,12 @@ class Target:
         """The state was written by an xdpctl of another ABI version."""
         return self.meta is not None and self.meta.abi_version != contract.ABI_VERSION
 
+    def refuse_other_abi(self) -> "Target":
+        """self, unless its state is another ABI version's (StateVersion)."""
+        if self.other_abi:
+            raise StateVersion(self.ifname, self.meta.abi_version, contract.ABI_VERSION)
+        return self
+
     @property
     def ours(self) -> bool:
         """The interface carries the program xdpctl recorded for it."""
@@ -66,29 +72,31 @@ def resolve(app, ifname: str) -> Target:
         if forget_gone(app, ifname):
             raise InterfaceGone(ifname) from None
         raise
-    target = load(app, link)
-    if target.other_abi:
-        raise StateVersion(ifname, target.meta.abi_version, contract.ABI_VERSION)
-    return target
+    return load(app, link).refuse_other_abi()
 
 
 def load(app, link: Link) -> Target:
     """The target for link, settling first what a killed xdpctl left midway."""
     att = app.state.attachment(app.netns_ino, link.ifindex)
-    meta = att.read_meta() if att.exists() else None
-    if meta is not None and meta.abi_version != contract.ABI_VERSION:
-        return Target(link, att, meta)  # not this xdpctl's to settle (resolve refuses it)
-    if recovery.unsettled(att, meta) or recovery.leftovers(att, meta):
+    target = Target(link, att, att.read_meta() if att.exists() else None)
+    if target.other_abi:
+        return target  # not this xdpctl's to settle (resolve refuses it)
+    if recovery.unsettled(att, target.meta) or recovery.leftovers(att, target.meta):
         with app.state.lock():  # pending under the lock is a killed xdpctl's
-            meta = att.read_meta() if att.exists() else None
-            if recovery.unsettled(att, meta):
-                recovery.settle(app, link, att)
-                link = app.netlink.link_by_index(link.ifindex) or link
-                meta = att.read_meta() if att.exists() else None
-            if recovery.leftovers(att, meta):
-                recovery.clear_leftovers(att)
-                meta = att.read_meta() if att.exists() else None
-    return Target(link, att, meta)
+            link = recovery.recover(app, link, att)
+        target = Target(link, att, att.read_meta() if att.exists() else None)
+    return target
+
+
+def recorded(app) -> list[Target]:
+    """A target for every interface of the namespace that xdpctl kept state
+    for and that still exists (settled, as load() does)."""
+    targets = []
+    for att in app.state.attachments(app.netns_ino):
+        link = app.netlink.link_by_index(att.ifindex)
+        if link is not None:
+            targets.append(load(app, link))
+    return targets
 
 
 def _gone(app, ifname: str | None) -> list[tuple]:
