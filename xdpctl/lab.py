@@ -168,6 +168,13 @@ def _build(lab: Lab) -> None:
         netlink.write_sysctl_in(lab.netns, key, "1")
     with netlink.Netlink(namespace=lab.host_netns) as host:
         host.veth_create(lab.host_if, lab.peer_if, peer_netns=lab.netns)
+    configure(lab)
+
+
+def configure(lab: Lab) -> None:
+    """Give the lab's veth pair, once made, its addresses and static neighbours
+    (so that no neighbour resolution adds frames to the counts), and bring it up."""
+    with netlink.Netlink(namespace=lab.host_netns) as host:
         host.link_set_address(lab.host_if, lab.host_mac)
         host.addr_add(lab.host_if, f"{lab.host4}/24")
         host.addr_add(lab.host_if, f"{lab.host6}/64")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from xdpctl import classify, lab as labs
+from xdpctl import classify, contract, lab as labs
 from xdpctl.sender import Sender
 from xdpctl.state import STATE_ROOT
 
@@ -89,6 +89,18 @@ class KernelLab:
                 time.sleep(0.1)  # and let any frame that should not be there arrive
                 return self.counters()
             time.sleep(0.05)
+
+
+def expected(sent, drop_non_ip: bool) -> dict:
+    """The counters a program with or without --drop-non-ip must show for
+    what was sent (KernelLab.send's tally)."""
+    out = {}
+    for cls in contract.CLASSES:
+        dropped = drop_non_ip and not cls.startswith("ipv")
+        c = {"packets": sent[(cls, "packets")], "bytes": sent[(cls, "bytes")]}
+        zero = {"packets": 0, "bytes": 0}
+        out[cls] = {"pass": zero if dropped else c, "drop": c if dropped else zero}
+    return out
 
 
 def remove_state_of(ino: int) -> None:

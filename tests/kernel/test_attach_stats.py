@@ -7,20 +7,11 @@ import socket
 
 import pytest
 
+from conftest import expected
 from xdpctl import contract, frames
 from xdpctl.netlink import socket_in
 
 pytestmark = pytest.mark.kernel
-
-
-def expected(sent, drop_non_ip: bool) -> dict:
-    out = {}
-    for cls in contract.CLASSES:
-        dropped = drop_non_ip and not cls.startswith("ipv")
-        c = {"packets": sent[(cls, "packets")], "bytes": sent[(cls, "bytes")]}
-        zero = {"packets": 0, "bytes": 0}
-        out[cls] = {"pass": zero if dropped else c, "drop": c if dropped else zero}
-    return out
 
 
 def test_drop_non_ip_counts_every_class_exactly(klab):

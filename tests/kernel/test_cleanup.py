@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from conftest import attached_prog_id, netns_ino
+from state_checks import wait_gone
 from xdpctl import libbpf
 from xdpctl.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
-
-
-def alive(kind: str, obj_id: int) -> bool:
-    getter = libbpf.prog_fd_by_id if kind == "prog" else libbpf.map_fd_by_id
-    try:
-        fd = getter(obj_id)
-    except FileNotFoundError:
-        return False
-    os.close(fd)
-    return True
-
-
-def wait_gone(kind: str, ids, timeout=5.0) -> set:
-    """The kernel frees programs and maps after an RCU grace period."""
-    deadline = time.monotonic() + timeout
-    left = set(ids)
-    while left and time.monotonic() < deadline:
-        left = {i for i in left if alive(kind, i)}
-        time.sleep(0.05)
-    return left
 
 
 def test_detach_leaves_no_program_map_or_pin(klab):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import KernelLab, Xdpctl, attached_prog_id, netns_ino, remove_state_of
+from conftest import KernelLab, Xdpctl, attached_prog_id, expected, netns_ino, remove_state_of
 from state_checks import (
     FOREIGN_NAME,
     assert_nothing_left,
@@ -32,21 +32,11 @@ from state_checks import (
     tree,
     wait_gone,
 )
-from xdpctl import contract, frames, lab as labs, netlink
+from xdpctl import frames, lab as labs, netlink
 
 pytestmark = pytest.mark.kernel
 
 needs_foreign = pytest.mark.skipif(not have_foreign_obj(), reason="needs iproute2 and xdp-tools' xdpdump_xdp.o")
-
-
-def expected(sent, drop_non_ip: bool) -> dict:
-    out = {}
-    for cls in contract.CLASSES:
-        dropped = drop_non_ip and not cls.startswith("ipv")
-        c = {"packets": sent[(cls, "packets")], "bytes": sent[(cls, "bytes")]}
-        zero = {"packets": 0, "bytes": 0}
-        out[cls] = {"pass": zero if dropped else c, "drop": c if dropped else zero}
-    return out
 
 
 def delete_host_end(klab) -> None:
@@ -62,16 +52,7 @@ def recreate_host_end(klab, ifindex: int) -> None:
     with IPRoute(netns=lab.host_netns, flags=0) as ipr:
         ipr.link("add", ifname=lab.host_if, index=ifindex, kind="veth",
                  peer={"ifname": lab.peer_if, "net_ns_fd": lab.netns})
-    with netlink.Netlink(namespace=lab.host_netns) as host:
-        host.link_set_address(lab.host_if, lab.host_mac)
-        host.addr_add(lab.host_if, f"{lab.host4}/24")
-        host.neigh_add(lab.host_if, lab.peer4, lab.peer_mac)
-        host.link_up(lab.host_if)
-    with netlink.Netlink(namespace=lab.netns) as peer:
-        peer.link_set_address(lab.peer_if, lab.peer_mac)
-        peer.addr_add(lab.peer_if, f"{lab.peer4}/24")
-        peer.neigh_add(lab.peer_if, lab.host4, lab.host_mac)
-        peer.link_up(lab.peer_if)
+    labs.configure(lab)
 
 
 # --- 8. interfaces that vanish ---------------------------------------------------
