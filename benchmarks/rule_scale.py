@@ -21,41 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
+from common import PY, XDPCTL, print_table, run, summary, throwaway_lab
 from xdpctl import config_file, synthetic
-from xdpctl import lab as labs
 from xdpctl.rules import ACTIONS, Rule, parse_match
-from xdpctl.state import STATE_ROOT
-
-PY = sys.executable
-XDPCTL = [PY, "-m", "xdpctl"]
-
-
-def run(cmd: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
-    return elapsed, proc.stdout
-
-
-def summary(samples: list[float]) -> dict:
-    return {"median_s": round(statistics.median(samples), 3), "max_s": round(max(samples), 3),
-            "runs": len(samples)}
 
 
 def write_file(directory: str, name: str, ifname: str, rules: list[Rule]) -> str:
     path = os.path.join(directory, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(config_file.dump([(ifname, "native", "allow", False, rules)]))
+    config_file.write(path, config_file.dump([(ifname, "native", "allow", False, rules)]))
     return path
 
 
@@ -72,51 +47,41 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    root_existed = os.path.exists(STATE_ROOT)
-    lab = labs.up("rs" + secrets.token_hex(3))
-    ifname = lab.host_if
     results: dict[str, dict] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            block = write_file(tmp, "blocklist.toml", ifname, blocklist_rules(args.blocklist))
-            mixed = write_file(tmp, "mixed.toml", ifname, synthetic.mixed(args.mixed))
-            results["python -c pass"] = summary([run([PY, "-c", "pass"])[0] for _ in range(args.runs)])
-            results["xdpctl --version"] = summary([run([*XDPCTL, "--version"])[0] for _ in range(args.runs)])
-            elapsed, _ = run([*XDPCTL, "apply", block])
-            results[f"apply: attach with {args.blocklist:,} plain prefixes"] = summary([elapsed])
-            listed = json.loads(run([*XDPCTL, "rule", "list", ifname, "--json"])[1])
-            assert len(listed["rules"]) == args.blocklist, "the block list did not load whole"
-            elapsed, _ = run([*XDPCTL, "apply", block])
-            results["apply: the same file again (no change)"] = summary([elapsed])
-            elapsed, _ = run([*XDPCTL, "apply", mixed])
-            results[f"apply: replace with {args.mixed:,} mixed rules"] = summary([elapsed])
-            listing = []
-            for _ in range(args.runs):
-                elapsed, out = run([*XDPCTL, "rule", "list", ifname, "--json"])
-                listing.append(elapsed)
-            assert len(json.loads(out)["rules"]) == args.mixed, "the mixed set did not load whole"
-            results[f"rule list --json ({args.mixed:,} rules)"] = summary(listing)
-            adds, dels = [], []
-            for i in range(args.runs):
-                elapsed, out = run([*XDPCTL, "rule", "add", ifname, "drop", "--proto", "udp",
-                                    "--dport", str(7000 + i), "--json"])
-                adds.append(elapsed)
-                rule_id = json.loads(out)["rule"]["id"]
-                dels.append(run([*XDPCTL, "rule", "del", ifname, str(rule_id)])[0])
-            results[f"rule add, kinds in use ({args.mixed:,} rules)"] = summary(adds)
-            results[f"rule del ({args.mixed:,} rules)"] = summary(dels)
-            run([*XDPCTL, "detach", ifname])
-    finally:
-        labs.down(lab)
-        if not root_existed and os.path.isdir(STATE_ROOT) and not os.listdir(STATE_ROOT):
-            os.rmdir(STATE_ROOT)
+    with throwaway_lab("rs") as lab, tempfile.TemporaryDirectory() as tmp:
+        ifname = lab.host_if
+        block = write_file(tmp, "blocklist.toml", ifname, blocklist_rules(args.blocklist))
+        mixed = write_file(tmp, "mixed.toml", ifname, synthetic.mixed(args.mixed))
+        results["python -c pass"] = summary([run([PY, "-c", "pass"])[0] for _ in range(args.runs)])
+        results["xdpctl --version"] = summary([run([*XDPCTL, "--version"])[0] for _ in range(args.runs)])
+        elapsed, _ = run([*XDPCTL, "apply", block])
+        results[f"apply: attach with {args.blocklist:,} plain prefixes"] = summary([elapsed])
+        listed = json.loads(run([*XDPCTL, "rule", "list", ifname, "--json"])[1])
+        assert len(listed["rules"]) == args.blocklist, "the block list did not load whole"
+        elapsed, _ = run([*XDPCTL, "apply", block])
+        results["apply: the same file again (no change)"] = summary([elapsed])
+        elapsed, _ = run([*XDPCTL, "apply", mixed])
+        results[f"apply: replace with {args.mixed:,} mixed rules"] = summary([elapsed])
+        listing = []
+        for _ in range(args.runs):
+            elapsed, out = run([*XDPCTL, "rule", "list", ifname, "--json"])
+            listing.append(elapsed)
+        assert len(json.loads(out)["rules"]) == args.mixed, "the mixed set did not load whole"
+        results[f"rule list --json ({args.mixed:,} rules)"] = summary(listing)
+        adds, dels = [], []
+        for i in range(args.runs):
+            elapsed, out = run([*XDPCTL, "rule", "add", ifname, "drop", "--proto", "udp",
+                                "--dport", str(7000 + i), "--json"])
+            adds.append(elapsed)
+            rule_id = json.loads(out)["rule"]["id"]
+            dels.append(run([*XDPCTL, "rule", "del", ifname, str(rule_id)])[0])
+        results[f"rule add, kinds in use ({args.mixed:,} rules)"] = summary(adds)
+        results[f"rule del ({args.mixed:,} rules)"] = summary(dels)
+        run([*XDPCTL, "detach", ifname])
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    width = max(map(len, results))
-    print(f"{'step'.ljust(width)}  median   max      (runs)")
-    for name, r in results.items():
-        print(f"{name.ljust(width)}  {r['median_s']:.3f}s  {r['max_s']:.3f}s  ({r['runs']})")
+    print_table(results, "step")
 
 
 if __name__ == "__main__":

@@ -33,25 +33,22 @@ and rates are this machine's; the ratios are the figures.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import secrets
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 
+from common import PY, XDPCTL, run, state_root_as_found, summary
 from xdpctl import contract, counters, frames, netlink
 from xdpctl import lab as labs
 from xdpctl.app import App
+from xdpctl.bench import one_cpu
 from xdpctl.report import stats
 from xdpctl.sender import Sender
 from xdpctl.state import STATE_ROOT, State
 
-PY = sys.executable
-XDPCTL = [PY, "-m", "xdpctl"]
 XDP_LOADER_OBJECT = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_all.o"
 COUNT_WAIT_S = 5.0
 
@@ -73,21 +70,6 @@ else:
     sendp(pkts, iface=spec["iface"], verbose=False)
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """
-
-
-def run(cmd: list[str], **kw) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:6])} ... failed: {proc.stderr.strip()[-300:]}")
-    return elapsed, proc.stdout
-
-
-def summary(samples: list[float], digits: int = 4) -> dict:
-    ordered = sorted(samples)
-    return {"median_s": round(statistics.median(ordered), digits), "min_s": round(ordered[0], digits),
-            "max_s": round(ordered[-1], digits), "runs": len(ordered)}
 
 
 class Stand:
@@ -164,16 +146,6 @@ def check_counted(label: str, samples: list[dict]) -> None:
 
 def median_of(samples: list[dict], key: str) -> float:
     return statistics.median(s[key] for s in samples)
-
-
-@contextlib.contextmanager
-def one_cpu():
-    saved = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(saved)})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, saved)
 
 
 def generator(stand: Stand, args) -> dict:
@@ -273,9 +245,9 @@ def attach_times(args) -> dict:
                 run(["ip", "-n", stand.lab.host_netns, "link", "set", "dev", stand.lab.host_if, "xdp", "off"])
     finally:
         stand.close()
-    out = {"xdpctl attach IFACE (fresh process, compile included)": summary(attach, 3)}
+    out = {"xdpctl attach IFACE (fresh process, compile included)": summary(attach)}
     if loader:
-        out["xdp-loader load of a precompiled object (baseline)"] = summary(loader, 3)
+        out["xdp-loader load of a precompiled object (baseline)"] = summary(loader)
         out["ratio"] = round(out["xdpctl attach IFACE (fresh process, compile included)"]["median_s"]
                              / out["xdp-loader load of a precompiled object (baseline)"]["median_s"], 1)
     else:
@@ -325,11 +297,10 @@ def main() -> None:
         if not 1 <= getattr(args, name) <= 10_000_000:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 10,000,000")
 
-    root_existed = os.path.exists(STATE_ROOT)
     results: dict = {"machine": f"{os.cpu_count()} CPUs, Linux {os.uname().release}",
                      "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     stands: list[Stand] = []
-    try:
+    with state_root_as_found():
         try:
             passing = Stand("tfp")
             stands.append(passing)
@@ -344,9 +315,6 @@ def main() -> None:
             for stand in stands:
                 stand.close()
         results["attach"] = attach_times(args)
-    finally:
-        if not root_existed and os.path.isdir(STATE_ROOT) and not os.listdir(STATE_ROOT):
-            os.rmdir(STATE_ROOT)  # xdpctl keeps it as its lock's anchor; this run made it
     if args.json:
         print(json.dumps(results, indent=2))
     else:

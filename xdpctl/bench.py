@@ -65,7 +65,7 @@ def bench_frames() -> dict[str, bytes]:
 
 
 @contextlib.contextmanager
-def _one_cpu() -> Iterator[None]:
+def one_cpu() -> Iterator[None]:
     """Keep the benchmark on one CPU: test runs execute where they are called."""
     saved = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(saved)})
@@ -106,7 +106,7 @@ def measure(baseline: Contender, others: list[Contender], frames: dict[str, byte
     round); the ratio of the best rounds is reported beside it."""
     contenders = [baseline, *others]
     times = {(c.name, f): [] for c in contenders for f in frames}
-    with _one_cpu():
+    with one_cpu():
         for _ in range(rounds):
             for c in contenders:
                 if stand is not None and c.held:
