@@ -304,11 +304,13 @@ def dump(interfaces: list[tuple[str, str, str, bool, list[Rule]]]) -> str:
     return "\n".join(out)
 
 
-def write(path: str, text: str) -> None:
-    """Write a file whole or not at all (a temporary file, then rename), 0600."""
+def write(path: str, text: str, mode: int = 0o600) -> None:
+    """Write a file whole or not at all (a temporary file, then rename), with
+    exactly mode (0600 unless said: a configuration is root's)."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        os.fchmod(fd, mode)  # whatever the umask
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -108,18 +108,14 @@ def _read(path: str) -> str | None:
 
 
 def _write(path: str, text: str) -> None:
-    tmp = f"{path}.xdpctl-new"
+    from .config_file import write
+
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.lexists(tmp) and not os.path.isdir(tmp):
-            os.remove(tmp)
-        raise XdpctlError(f"cannot write {path}: {exc.strerror}; installing the unit needs root "
-                          "(or --root DIR to write under DIR)") from None
+        write(path, text, mode=0o644)
+    except (OSError, BadInput) as exc:
+        why = f"cannot write {path}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        raise XdpctlError(f"{why}; installing the unit needs root (or --root DIR to write under DIR)") from None
 
 
 def _put_back(path: str, before: str | None) -> None:
