@@ -16,7 +16,7 @@ from .deploy import Current, check_mode, deploy
 from .errors import BadInput, ForeignProgram, InterfaceNotFound, ModeError, XdpctlError
 from .plan import InterfacePlan, plan_interface
 from .rules import sort_rules
-from .target import prog_name, resolve
+from .target import prog_name, recorded, resolve
 
 
 def plans(app, config: ConfigFile) -> tuple[list[tuple[object, Current | None, InterfacePlan]], list[str]]:
@@ -91,15 +91,11 @@ def _put_back(app, done) -> None:
 def export(app, ifnames: tuple[str, ...] = ()) -> str:
     privileges.require_bpf("reading xdpctl's rules")
     entries = []
-    for att in app.state.attachments(app.netns_ino):
-        link = app.netlink.link_by_index(att.ifindex)
-        if link is None or (ifnames and link.ifname not in ifnames):
-            continue
-        target = resolve(app, link.ifname)
-        if not target.ours:
+    for target in recorded(app):
+        if (ifnames and target.ifname not in ifnames) or not target.refuse_other_abi().ours:
             continue
         current = Current.read(target)
-        entries.append((link.ifname, current.mode, current.options.policy, current.options.drop_non_ip,
+        entries.append((target.ifname, current.mode, current.options.policy, current.options.drop_non_ip,
                         sort_rules(current.rules)))
     missing = set(ifnames) - {e[0] for e in entries}
     if missing:
