@@ -74,6 +74,11 @@ def test_attach_and_detach_killed_at_random_moments(klab):
     whole = timed(klab, "attach", klab.iface)
     klab.xdpctl("detach", klab.iface)
     moments = delays(7, whole)
+    # Two attaches (runs 9 and 19) are let finish whatever the machine's pace:
+    # the seeded moments reach only ~0.8 of `whole` for attaches, and where a
+    # later attach is slower than the timed one (settling what the last kill
+    # left, no bytecode cache under sudo) none would get past the swap.
+    moments[9] = moments[19] = 3 * whole
     # attach (fresh when nothing is attached), replace with other options, detach.
     rotation = [(["attach", klab.iface, "--drop-non-ip"], ("drop-non-ip",)),
                 (["attach", klab.iface], ()),
