@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Iterator
 
-from xdpctl import lab as labs
-from xdpctl.state import STATE_ROOT
+from xdpctl.traffic import lab as labs
+from xdpctl.lifecycle.state import STATE_ROOT
 
 PY = sys.executable
 XDPCTL = [PY, "-m", "xdpctl"]

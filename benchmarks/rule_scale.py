@@ -24,8 +24,8 @@ import os
 import tempfile
 
 from common import PY, XDPCTL, print_table, run, summary, throwaway_lab
-from xdpctl import config_file, synthetic
-from xdpctl.rules import ACTIONS, Rule, parse_match
+from xdpctl.rules import config_file, synthetic
+from xdpctl.rules.model import ACTIONS, Rule, parse_match
 
 
 def write_file(directory: str, name: str, ifname: str, rules: list[Rule]) -> str:

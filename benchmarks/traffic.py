@@ -7,7 +7,7 @@ against a baseline measured in the same run.
 On throw-away isolated labs (both veth ends in namespaces this run makes; no
 frame reaches the machine's own namespace), every send bounded by a count:
 
-1. generator: frames per second xdpctl's bulk sender (xdpctl/sender.py:
+1. generator: frames per second xdpctl's bulk sender (xdpctl/traffic/sender.py:
    frames built once, handed to the kernel by sendmmsg) pushes into a lab
    carrying the count-only program, against scapy's sendp() sending the same
    frame from the same namespace (scapy's own loop over a list, one socket;
@@ -41,13 +41,15 @@ import statistics
 import time
 
 from common import PY, XDPCTL, run, state_root_as_found, summary
-from xdpctl import contract, counters, frames, netlink
-from xdpctl import lab as labs
-from xdpctl.app import App
-from xdpctl.bench import one_cpu
-from xdpctl.report import stats
-from xdpctl.sender import Sender
-from xdpctl.state import STATE_ROOT, State
+from xdpctl.datapath import contract, counters
+from xdpctl.traffic import frames
+from xdpctl.kernel import netlink
+from xdpctl.traffic import lab as labs
+from xdpctl.cli.app import App
+from xdpctl.checks.bench import one_cpu
+from xdpctl.observe.report import stats
+from xdpctl.traffic.sender import Sender
+from xdpctl.lifecycle.state import STATE_ROOT, State
 
 XDP_LOADER_OBJECT = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_all.o"
 COUNT_WAIT_S = 5.0

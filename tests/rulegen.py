@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 
-from xdpctl import contract, frames
-from xdpctl.rules import ACTIONS, Match, Rule, parse_match
+from xdpctl.datapath import contract
+from xdpctl.traffic import frames
+from xdpctl.rules.model import ACTIONS, Match, Rule, parse_match
 
 V4 = ["198.18.0.0/15", "198.18.1.0/24", "198.18.1.7/32", "203.0.113.0/24", "10.0.0.0/8", "0.0.0.0/0",
       "198.18.1.128/25", "10.1.0.0/16"]

@@ -1,5 +1,5 @@
 """Typed errors. Back ends raise these with a message that says what is wrong
-and what to do; xdpctl/cli.py alone turns them into one line on stderr and an
+and what to do; xdpctl/cli/__init__.py alone turns them into one line on stderr and an
 exit code. Nothing else in xdpctl prints an error or calls sys.exit.
 """
 

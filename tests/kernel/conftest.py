@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from xdpctl import classify, contract, lab as labs
-from xdpctl.sender import Sender
-from xdpctl.state import STATE_ROOT
+from xdpctl.datapath import classify, contract
+from xdpctl.traffic import lab as labs
+from xdpctl.traffic.sender import Sender
+from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 
@@ -132,9 +133,9 @@ def xdpctl_root():
 def foreign_prog(klab):
     """Attach a program xdpctl did not load (BCC's empty program, set through
     netlink directly), as another tool would. Yields its id."""
-    from xdpctl import libbpf, netlink
-    from xdpctl.compiler import compile_and_load
-    from xdpctl.program import empty_program
+    from xdpctl.kernel import libbpf, netlink
+    from xdpctl.kernel.compiler import compile_and_load
+    from xdpctl.datapath.program import empty_program
 
     loaded = compile_and_load(empty_program())
     try:
@@ -147,7 +148,7 @@ def foreign_prog(klab):
 
 
 def attached_prog_id(klab) -> int:
-    from xdpctl import netlink
+    from xdpctl.kernel import netlink
 
     with netlink.Netlink(namespace=klab.lab.host_netns) as nl:
         xdp = nl.link(klab.iface).xdp
@@ -157,7 +158,7 @@ def attached_prog_id(klab) -> int:
 def snapshot(klab) -> dict:
     """What a failed command must not change: bpffs, loaded programs and
     maps, and the XDP state of the lab's interfaces."""
-    from xdpctl import libbpf, netlink
+    from xdpctl.kernel import libbpf, netlink
 
     tree = sorted(os.path.join(d, f) for d, dirs, files in os.walk("/sys/fs/bpf") for f in dirs + files)
     with netlink.Netlink(namespace=klab.lab.host_netns) as nl:

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from conftest import attached_prog_id, netns_ino
-from xdpctl import contract, libbpf, netlink
-from xdpctl.sender import Sender
-from xdpctl.state import STATE_ROOT, Attachment
+from xdpctl.datapath import contract
+from xdpctl.kernel import libbpf, netlink
+from xdpctl.traffic.sender import Sender
+from xdpctl.lifecycle.state import STATE_ROOT, Attachment
 
 # A program xdp-tools ships (Debian's xdp-tools); `ip` loads it as another tool would.
 FOREIGN_OBJ = "/usr/lib/x86_64-linux-gnu/bpf/xdpdump_xdp.o"
@@ -194,7 +195,7 @@ def assert_nothing_left(klab, prog_ids=(), map_ids=()) -> None:
 # compare-and-swap) must close, since xdpctl's own checks are behind it.
 _HOOKED = """
 import subprocess, sys
-from xdpctl import netlink
+from xdpctl.kernel import netlink
 from xdpctl.cli import main
 
 real, cmd, done = netlink.Netlink.xdp_set, {cmd!r}, []

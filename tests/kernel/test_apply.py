@@ -9,10 +9,10 @@ import os
 import pytest
 
 from conftest import snapshot
-from xdpctl import frames
-from xdpctl.predict import predict, rules_from_json
-from xdpctl.program import FilterOptions
-from xdpctl.sender import Sender
+from xdpctl.traffic import frames
+from xdpctl.traffic.predict import predict, rules_from_json
+from xdpctl.datapath.program import FilterOptions
+from xdpctl.traffic.sender import Sender
 
 pytestmark = pytest.mark.kernel
 

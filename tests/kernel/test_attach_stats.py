@@ -8,8 +8,9 @@ import socket
 import pytest
 
 from conftest import expected
-from xdpctl import contract, frames
-from xdpctl.netlink import socket_in
+from xdpctl.datapath import contract
+from xdpctl.traffic import frames
+from xdpctl.kernel.netlink import socket_in
 
 pytestmark = pytest.mark.kernel
 

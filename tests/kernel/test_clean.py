@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import Xdpctl, attached_prog_id, netns_ino, remove_state_of
-from xdpctl.state import STATE_ROOT
+from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 

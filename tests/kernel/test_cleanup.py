@@ -8,8 +8,8 @@ import pytest
 
 from conftest import attached_prog_id, netns_ino
 from state_checks import wait_gone
-from xdpctl import libbpf
-from xdpctl.state import STATE_ROOT
+from xdpctl.kernel import libbpf
+from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 

@@ -14,8 +14,9 @@ import sys
 import pytest
 
 from conftest import attached_prog_id, netns_ino
-from xdpctl import faults, frames
-from xdpctl.state import STATE_ROOT
+from xdpctl import faults
+from xdpctl.traffic import frames
+from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 

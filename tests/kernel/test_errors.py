@@ -10,7 +10,7 @@ import pytest
 
 from conftest import attached_prog_id, snapshot
 from xdpctl.errors import CompileFailed, VerifierRejected
-from xdpctl.program import BuildRequest
+from xdpctl.kernel.build import BuildRequest
 
 pytestmark = pytest.mark.kernel
 
@@ -115,7 +115,7 @@ def bad_program(tmp_path: Path, body: str) -> BuildRequest:
 
 
 def test_verifier_rejection_shows_the_verifiers_reason(tmp_path):
-    from xdpctl.compiler import compile_and_load
+    from xdpctl.kernel.compiler import compile_and_load
 
     # Reads the packet with no bounds check: the verifier must refuse it.
     req = bad_program(tmp_path, "unsigned char *p = (void *)(long)ctx->data;\nreturn p[20];")
@@ -126,7 +126,7 @@ def test_verifier_rejection_shows_the_verifiers_reason(tmp_path):
 
 
 def test_compile_error_shows_the_compilers_line(tmp_path):
-    from xdpctl.compiler import compile_and_load
+    from xdpctl.kernel.compiler import compile_and_load
 
     with pytest.raises(CompileFailed) as err:
         compile_and_load(bad_program(tmp_path, "return no_such_symbol;"))

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import attached_prog_id, netns_ino
-from xdpctl.state import STATE_ROOT
+from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 
@@ -43,9 +43,9 @@ def test_force_replaces_a_foreign_program(klab, foreign_prog):
 
 def test_a_program_swapped_in_behind_xdpctl_is_not_removed(klab):
     """Someone replaces xdpctl's program: detach must leave theirs alone."""
-    from xdpctl import libbpf, netlink
-    from xdpctl.compiler import compile_and_load
-    from xdpctl.program import empty_program
+    from xdpctl.kernel import libbpf, netlink
+    from xdpctl.kernel.compiler import compile_and_load
+    from xdpctl.datapath.program import empty_program
 
     klab.xdpctl("attach", klab.iface)
     loaded = compile_and_load(empty_program())

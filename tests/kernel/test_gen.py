@@ -31,15 +31,17 @@ from scapy.packet import Raw
 from scapy.utils import wrpcap, wrpcapng
 
 from conftest import KernelLab, Xdpctl, netns_ino, remove_state_of
-from xdpctl import classify, contract, counters, lab as labs, netlink
-from xdpctl.state import State
+from xdpctl.datapath import classify, contract, counters
+from xdpctl.traffic import lab as labs
+from xdpctl.kernel import netlink
+from xdpctl.lifecycle.state import State
 
 pytestmark = pytest.mark.kernel
 
 ZERO = {"packets": 0, "bytes": 0}
 
 # Packets per class in one pass over the mix profile's 21 distinct frames
-# (xdpctl/frames.py): the GRE and SCTP frames are ipv4/other, the IPv4
+# (xdpctl/traffic/frames.py): the GRE and SCTP frames are ipv4/other, the IPv4
 # fragments and the option-carrying datagram ipv4/udp, LLDP and 802.3 STP
 # other.
 MIX = {"ipv4/tcp": 1, "ipv4/udp": 5, "ipv4/icmp": 1, "ipv4/other": 2, "ipv6/tcp": 3, "ipv6/udp": 3,

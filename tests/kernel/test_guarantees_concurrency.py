@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from state_checks import assert_nothing_left, attachment, check_consistent, pinned_id, state_dir
-from xdpctl import frames
+from xdpctl.traffic import frames
 
 pytestmark = pytest.mark.kernel
 
@@ -117,7 +117,7 @@ def test_fifty_concurrent_changes_leave_one_consistent_state(klab):
 
 
 def _lock_cycles(root: str, n: int, errors) -> None:
-    from xdpctl.state import State
+    from xdpctl.lifecycle.state import State
 
     state = State(root)
     for _ in range(n):

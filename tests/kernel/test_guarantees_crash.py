@@ -22,7 +22,7 @@ from dataclasses import replace
 import pytest
 
 from state_checks import assert_nothing_left, check_consistent, state_dir, tree
-from xdpctl import frames
+from xdpctl.traffic import frames
 
 pytestmark = pytest.mark.kernel
 

@@ -32,7 +32,8 @@ from state_checks import (
     tree,
     wait_gone,
 )
-from xdpctl import frames, lab as labs, netlink
+from xdpctl.traffic import frames, lab as labs
+from xdpctl.kernel import netlink
 
 pytestmark = pytest.mark.kernel
 

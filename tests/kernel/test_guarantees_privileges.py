@@ -26,11 +26,12 @@ from state_checks import (
     one_line_error,
     state_dir,
 )
-from xdpctl import contract, frames
-from xdpctl.layout import Layout
-from xdpctl.predict import predict, rules_from_json
-from xdpctl.program import FilterOptions
-from xdpctl.state import STATE_ROOT
+from xdpctl.datapath import contract
+from xdpctl.traffic import frames
+from xdpctl.datapath.layout import Layout
+from xdpctl.traffic.predict import predict, rules_from_json
+from xdpctl.datapath.program import FilterOptions
+from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 

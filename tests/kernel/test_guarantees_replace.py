@@ -35,8 +35,10 @@ from state_checks import (
     state_dir,
     tree,
 )
-from xdpctl import contract, frames, libbpf
-from xdpctl.netlink import in_netns, socket_in
+from xdpctl.datapath import contract
+from xdpctl.traffic import frames
+from xdpctl.kernel import libbpf
+from xdpctl.kernel.netlink import in_netns, socket_in
 
 pytestmark = pytest.mark.kernel
 needs_foreign = pytest.mark.skipif(not have_foreign_obj(), reason="needs iproute2 and xdp-tools' xdpdump_xdp.o")

@@ -10,9 +10,11 @@ import random
 
 import pytest
 
-from xdpctl import classify, contract, counters, frames, libbpf
-from xdpctl.compiler import compile_and_load
-from xdpctl.program import FilterOptions, filter_program
+from xdpctl.datapath import classify, contract, counters
+from xdpctl.traffic import frames
+from xdpctl.kernel import libbpf
+from xdpctl.kernel.compiler import compile_and_load
+from xdpctl.datapath.program import FilterOptions, filter_program
 
 pytestmark = pytest.mark.kernel
 

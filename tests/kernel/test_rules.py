@@ -1,6 +1,6 @@
 """Rules on a veth lab: frames each rule should and should not match, sent
 from the peer; verdicts, deliveries, per-rule hits and per-protocol counters
-asserted exactly against the reference (xdpctl.predict), as separate xdpctl
+asserted exactly against the reference (xdpctl.traffic.predict), as separate xdpctl
 processes read them."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from xdpctl import frames
-from xdpctl.netlink import socket_in
-from xdpctl.predict import predict, rules_from_json
-from xdpctl.program import FilterOptions
-from xdpctl.sender import Sender
+from xdpctl.traffic import frames
+from xdpctl.kernel.netlink import socket_in
+from xdpctl.traffic.predict import predict, rules_from_json
+from xdpctl.datapath.program import FilterOptions
+from xdpctl.traffic.sender import Sender
 
 pytestmark = pytest.mark.kernel
 

@@ -2,7 +2,7 @@
 rule sets of every kind of match, at sizes that need one to several bitmap
 words, every frame gets the verdict of the first matching rule in priority
 order (or the policy), and that rule's hits count it, exactly as the Python
-reference (xdpctl.rules.decide) says."""
+reference (xdpctl.rules.model.decide) says."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import random
 import pytest
 
 from rulegen import FRAMES, random_rules
-from xdpctl import classify, contract, engine, libbpf
-from xdpctl.compiler import compile_and_load
-from xdpctl.layout import Layout
-from xdpctl.program import FilterOptions, filter_program
-from xdpctl.rules import decide
-from xdpctl.state import scratch_dir
-from xdpctl.tables import build
+from xdpctl.datapath import classify, contract
+from xdpctl.rules import engine
+from xdpctl.kernel import libbpf
+from xdpctl.kernel.compiler import compile_and_load
+from xdpctl.datapath.layout import Layout
+from xdpctl.datapath.program import FilterOptions, filter_program
+from xdpctl.rules.model import decide
+from xdpctl.lifecycle.state import scratch_dir
+from xdpctl.rules.tables import build
 
 pytestmark = pytest.mark.kernel
 

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from xdpctl import contract, lab as labs
-from xdpctl.state import STATE_ROOT
+from xdpctl.datapath import contract
+from xdpctl.traffic import lab as labs
+from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 

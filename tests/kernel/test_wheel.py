@@ -26,8 +26,9 @@ from conftest import attached_prog_id, netns_ino
 from package_build import BPF_SOURCES, REPO, copy_checkout
 
 import xdpctl
-from xdpctl import contract, frames
-from xdpctl.state import STATE_ROOT
+from xdpctl.datapath import contract
+from xdpctl.traffic import frames
+from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
 
@@ -90,7 +91,7 @@ def installed():
 
 def test_the_installed_package_is_the_wheels_with_its_bpf_sources(installed):
     site = installed.python("import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
-    out = installed.python("import xdpctl, xdpctl.program as p; print(xdpctl.__file__); print(p.bpf_dir())")
+    out = installed.python("import xdpctl, xdpctl.datapath.program as p; print(xdpctl.__file__); print(p.bpf_dir())")
     package_file, bpf_dir = (Path(line) for line in out.split())
     assert package_file == Path(site) / "xdpctl" / "__init__.py"
     assert str(installed.venv) in site and not str(package_file).startswith(str(REPO))

@@ -9,10 +9,10 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from xdpctl import compiler
+from xdpctl.kernel import compiler
 from xdpctl.cli import cli
 from xdpctl.errors import BccMissing
-from xdpctl.program import empty_program
+from xdpctl.datapath.program import empty_program
 
 PACKAGES = ("python3-bpfcc", "python3-bcc", "python-bcc", "Debian/Ubuntu", "Fedora", "Arch")
 
@@ -50,12 +50,12 @@ def test_the_pypi_package_named_bcc_is_called_out(pypi_bcc):
 
 
 def test_cli_prints_it_as_one_line(no_bcc, monkeypatch):
-    import xdpctl.attach
+    import xdpctl.lifecycle.attach
 
     def attach_that_compiles(app, ifname, **kwargs):
         compiler.compile_and_load(empty_program())  # where attach's deploy ends up
 
-    monkeypatch.setattr(xdpctl.attach, "attach", attach_that_compiles)
+    monkeypatch.setattr(xdpctl.lifecycle.attach, "attach", attach_that_compiles)
     result = CliRunner().invoke(cli, ["attach", "eth0"])
     assert result.exit_code == 1 and result.stdout == ""
     (line,) = result.stderr.strip().splitlines()

@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from xdpctl import classify, contract, frames
+from xdpctl.datapath import classify, contract
+from xdpctl.traffic import frames
 
 EP = frames.Endpoints("02:00:00:00:00:02", "02:00:00:00:00:01", "198.18.0.2", "198.18.0.1", "fd00::2", "fd00::1")
 

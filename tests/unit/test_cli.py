@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from xdpctl import privileges
-from xdpctl.app import App
+from xdpctl.kernel import privileges
+from xdpctl.cli.app import App
 from xdpctl.cli import cli
 
 runner = CliRunner()
@@ -73,24 +73,24 @@ def test_unknown_netns_is_one_line():
 
 
 def test_internal_errors_are_one_line_and_exit_70(monkeypatch):
-    import xdpctl.report
+    import xdpctl.observe.report
 
     def boom(app):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(xdpctl.report, "status", boom)
+    monkeypatch.setattr(xdpctl.observe.report, "status", boom)
     assert_one_line_error(run("status"), 70, "internal error", "kaput", "--verbose")
     verbose = run("-v", "status")
     assert "Traceback" in verbose.stderr and verbose.exit_code == 70
 
 
 def test_ctrl_c_exits_130(monkeypatch):
-    import xdpctl.report
+    import xdpctl.observe.report
 
     def interrupted(app):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(xdpctl.report, "status", interrupted)
+    monkeypatch.setattr(xdpctl.observe.report, "status", interrupted)
     result = run("status")
     assert result.exit_code == 130 and "Traceback" not in result.stderr
 

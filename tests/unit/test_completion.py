@@ -16,10 +16,11 @@ import pytest
 from click.shell_completion import ShellComplete
 from click.testing import CliRunner
 
-from xdpctl import completion_sources, contract
+from xdpctl.cli import completion_sources
+from xdpctl.datapath import contract
 from xdpctl.cli import cli
 from xdpctl.cli.completion import COMPLETE_VAR, PROG_NAME
-from xdpctl.rules import ACTIONS, Match, Rule
+from xdpctl.rules.model import ACTIONS, Match, Rule
 
 runner = CliRunner()
 

@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from xdpctl import contract
-from xdpctl.config_file import dump, load, parse
-from xdpctl.deploy import Current
+from xdpctl.datapath import contract
+from xdpctl.rules.config_file import dump, load, parse
+from xdpctl.lifecycle.deploy import Current
 from xdpctl.errors import BadInput
-from xdpctl.layout import Layout
-from xdpctl.plan import plan_interface
-from xdpctl.program import FilterOptions
+from xdpctl.datapath.layout import Layout
+from xdpctl.rules.plan import plan_interface
+from xdpctl.datapath.program import FilterOptions
 
 GOOD = """\
 # a comment
@@ -155,7 +155,7 @@ def test_dump_round_trips():
     entries = []
     for name, iface in c.interfaces.items():
         p = plan_interface(iface, None)
-        from xdpctl.rules import sort_rules
+        from xdpctl.rules.model import sort_rules
 
         entries.append((name, p.mode, iface.policy, iface.drop_non_ip, sort_rules(p.rules)))
     text = dump(entries)
@@ -181,7 +181,7 @@ def test_past_the_rule_limits_the_line_of_the_first_rule_too_many():
 
 
 def test_write_is_whole_or_nothing_and_a_missing_directory_is_one_line(tmp_path):
-    from xdpctl.config_file import write
+    from xdpctl.rules.config_file import write
 
     target = tmp_path / "xdpctl.toml"
     write(str(target), "[interfaces]\n")

@@ -1,12 +1,12 @@
-"""The Python mirror (xdpctl/contract.py) must match bpf/xdpctl_kern_user.h."""
+"""The Python mirror (xdpctl/datapath/contract.py) must match bpf/xdpctl_kern_user.h."""
 
 from __future__ import annotations
 
 import re
 import struct
 
-from xdpctl import contract
-from xdpctl.program import bpf_dir
+from xdpctl.datapath import contract
+from xdpctl.datapath.program import bpf_dir
 
 HEADER = (bpf_dir() / "xdpctl_kern_user.h").read_text()
 C_TYPES = {"__u8": "B", "__u16": "H", "__u32": "I", "__u64": "Q", "char": "s"}

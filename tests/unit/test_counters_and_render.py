@@ -9,7 +9,8 @@ import struct
 
 from rich.console import Console
 
-from xdpctl import contract, counters, render
+from xdpctl.datapath import contract, counters
+from xdpctl.cli import render
 from xdpctl.cli.output import emit_json
 
 

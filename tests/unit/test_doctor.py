@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from xdpctl import doctor
-from xdpctl.privileges import CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN
+from xdpctl.checks import doctor
+from xdpctl.kernel.privileges import CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN
 
 
 def test_capabilities_decide_the_privileges_check():

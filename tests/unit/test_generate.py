@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from xdpctl import frames
-from xdpctl.endpoints import Endpoints
+from xdpctl.traffic import frames
+from xdpctl.traffic.endpoints import Endpoints
 from xdpctl.errors import BadInput
-from xdpctl.generate import GenRequest, check_fits, parse_cidr, total, validate
+from xdpctl.traffic.generate import GenRequest, check_fits, parse_cidr, total, validate
 
 EP = Endpoints("02:00:00:00:00:02", "02:00:00:00:00:01", "198.18.0.2", "198.18.0.1",
                "fd78:6470::2", "fd78:6470::1")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from xdpctl.errors import HeadersMissing
-from xdpctl.headers import AUTOCONF, KCONFIG, find_kernel_headers
+from xdpctl.kernel.headers import AUTOCONF, KCONFIG, find_kernel_headers
 
 RELEASE = "6.18.44-custom"
 

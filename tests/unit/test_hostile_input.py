@@ -22,13 +22,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import xdpctl.ruleops
-from xdpctl import contract
+import xdpctl.lifecycle.ruleops
+from xdpctl.datapath import contract
 from xdpctl.cli import cli
-from xdpctl.config_file import MAX_FILE_BYTES, load, parse
+from xdpctl.rules.config_file import MAX_FILE_BYTES, load, parse
 from xdpctl.errors import BadInput
-from xdpctl.rules import MATCH_KEYS, Rule, parse_match
-from xdpctl.ruleops import Change
+from xdpctl.rules.model import MATCH_KEYS, Rule, parse_match
+from xdpctl.lifecycle.ruleops import Change
 
 runner = CliRunner()
 FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -47,7 +47,7 @@ def no_kernel(monkeypatch):
         return Change(Rule(action, match, priority or contract.PRIORITY_DEFAULT, priority is not None, 1, 1, 0),
                       False, 1, [])
 
-    monkeypatch.setattr(xdpctl.ruleops, "add", add)
+    monkeypatch.setattr(xdpctl.lifecycle.ruleops, "add", add)
     return calls
 
 

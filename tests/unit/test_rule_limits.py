@@ -6,9 +6,10 @@ from unittest import mock
 
 import pytest
 
-from xdpctl import contract, ruleops
-from xdpctl.ruleops import RuleLimit
-from xdpctl.rules import ACTIONS, Rule, parse_match
+from xdpctl.datapath import contract
+from xdpctl.lifecycle import ruleops
+from xdpctl.lifecycle.ruleops import RuleLimit
+from xdpctl.rules.model import ACTIONS, Rule, parse_match
 
 PLAIN = parse_match({"src": "198.51.100.1"})
 GENERAL = parse_match({"proto": "udp", "dport": "53"})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from xdpctl import counters
-from xdpctl.selftest import compare
+from xdpctl.datapath import counters
+from xdpctl.checks.selftest import compare
 
 
 def test_every_class_gets_a_row_and_any_difference_fails_it():

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from xdpctl import service
-from xdpctl.app import App
+from xdpctl.lifecycle import service
+from xdpctl.cli.app import App
 from xdpctl.cli import cli
 from xdpctl.errors import BadInput, NotManaged
 
@@ -232,7 +232,7 @@ def test_stop_hook_keeps_by_default_and_rejects_bad_values(tmp_path):
 
 
 def test_stop_hook_detaches_what_the_file_names(tmp_path, monkeypatch):
-    import xdpctl.detach
+    import xdpctl.lifecycle.detach
 
     config = tmp_path / "xdpctl.toml"
     config.write_text("[interfaces.eth0]\n[interfaces.eth1]\npolicy = \"deny\"\n")
@@ -243,9 +243,9 @@ def test_stop_hook_detaches_what_the_file_names(tmp_path, monkeypatch):
         calls.append(name)
         if name == "eth1":
             raise NotManaged(name)
-        return xdpctl.detach.DetachResult(name, 42)
+        return xdpctl.lifecycle.detach.DetachResult(name, 42)
 
-    monkeypatch.setattr(xdpctl.detach, "detach", fake_detach)
+    monkeypatch.setattr(xdpctl.lifecycle.detach, "detach", fake_detach)
     result = run("service", "stop-hook", str(config), env={"XDPCTL_DETACH_ON_STOP": "yes"})
     assert result.exit_code == 0, result.output
     assert calls == ["eth0", "eth1"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from xdpctl import bpffs
-from xdpctl.compiler import compile_error_summary, verifier_summary
-from xdpctl.program import FilterOptions, empty_program, filter_program
+from xdpctl.kernel import bpffs
+from xdpctl.kernel.compiler import compile_error_summary, verifier_summary
+from xdpctl.datapath.program import FilterOptions, empty_program, filter_program
 
 MOUNTINFO = """\
 23 27 0:22 / /sys rw,relatime - sysfs sysfs rw

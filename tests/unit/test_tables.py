@@ -1,5 +1,5 @@
 """The rule tables, without a kernel: an emulation of bpf/rules_kern.h's
-lookups over the bytes xdpctl/tables.py builds must find, for every frame,
+lookups over the bytes xdpctl/rules/tables.py builds must find, for every frame,
 the rule a brute-force first-match search finds. Random rule sets of every
 kind of match, against frames aimed at them."""
 
@@ -12,10 +12,10 @@ import struct
 import pytest
 
 from rulegen import FRAMES, random_rules
-from xdpctl import classify, contract
-from xdpctl.layout import KIND_NAMES, TRIES, Layout
-from xdpctl.rules import ACTIONS, Rule, decide, parse_match
-from xdpctl.tables import Trie, build
+from xdpctl.datapath import classify, contract
+from xdpctl.datapath.layout import KIND_NAMES, TRIES, Layout
+from xdpctl.rules.model import ACTIONS, Rule, decide, parse_match
+from xdpctl.rules.tables import Trie, build
 
 NO = contract.NO_RULE
 

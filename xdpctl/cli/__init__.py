@@ -5,6 +5,11 @@ Commands stay thin (parse, call, render). Every failure prints one line to
 stderr, `xdpctl: error: ...`, and exits non-zero: 2 for bad input, 1 for a
 refusal or failure, 130 on Ctrl-C, 70 for a bug (whose traceback shows only
 with --verbose). Data goes to stdout, diagnostics to stderr.
+
+The package is the top layer: one thin module per command, the application
+object they receive (app), rendering with rich (render, the only module that
+imports it), and what a Tab offers (completion_sources). It may use every
+layer below; nothing below imports it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import traceback
 import click
 
 from .. import __version__
-from ..app import App
+from .app import App
 from ..errors import XdpctlError
 
 EXIT_BUG = 70

@@ -13,8 +13,8 @@ def command(app, file, dry_run):
     """Make the interfaces named in FILE (xdpctl.toml) match it: their mode,
     policy, drop-non-ip and rules. Only what differs is changed; applying
     the same file again changes nothing. See docs/config-file.md."""
-    from ..apply import apply
-    from ..config_file import load
+    from ..lifecycle.apply import apply
+    from ..rules.config_file import load
     from .output import note
 
     config = load(file)

@@ -24,15 +24,15 @@ def command(app, iface, drop_non_ip, mode, policy, force, ebpf):
     Attaching again to an interface xdpctl manages replaces its program
     atomically and keeps the counters.
     """
-    from ..program import FilterOptions
+    from ..datapath.program import FilterOptions
 
     options = FilterOptions(drop_non_ip=drop_non_ip, policy_deny=policy == "deny")
     if ebpf:
-        from ..program import filter_program, render_source
+        from ..datapath.program import filter_program, render_source
 
         click.echo(render_source(filter_program(options, "/sys/fs/bpf/xdpctl/ns<netns>/if<ifindex>")))
         return
-    from ..attach import attach
+    from ..lifecycle.attach import attach
     from .output import note
 
     result = attach(app, iface, mode=mode, options=options, force=force)

@@ -28,26 +28,26 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repea
     With IFACE (or --lab), the program is built as that interface's was, with
     its rules (an unpinned twin, so live counters are not touched).
     """
-    from ..bench import bench
+    from ..checks.bench import bench
     from ..errors import BadInput, NotManaged
-    from ..privileges import require_attach
-    from ..program import FilterOptions
+    from ..kernel.privileges import require_attach
+    from ..datapath.program import FilterOptions
 
     require_attach("loading programs to benchmark")
     if iface and lab_name:
         raise BadInput("give IFACE or --lab, not both")
     options, source, rules = FilterOptions(drop_non_ip=drop_non_ip), "options given", []
     if lab_name:
-        from .. import lab as labs
+        from ..traffic import lab as labs
 
         iface = labs.find(lab_name).host_if
     if iface:
-        from ..target import resolve
+        from ..lifecycle.target import resolve
 
         target = resolve(app, iface)
         if not target.ours:
             raise NotManaged(iface)
-        from ..deploy import Current
+        from ..lifecycle.deploy import Current
 
         options = FilterOptions.from_bits(target.meta.options)
         rules = Current.read(target).rules
@@ -69,6 +69,6 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repea
 
         emit_json(report)
     else:
-        from ..render import print_bench
+        from .render import print_bench
 
         print_bench(report)

@@ -17,7 +17,7 @@ def command(app, dry_run, as_json):
 
     Programs that are not xdpctl's are never touched.
     """
-    from ..clean import clean
+    from ..lifecycle.clean import clean
     from .output import emit_json, note
 
     found, notes = clean(app, dry_run=dry_run)

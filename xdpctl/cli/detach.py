@@ -17,7 +17,7 @@ def command(app, iface, every):
 
     A program that xdpctl did not load is refused and left attached.
     """
-    from ..detach import detach, detach_all
+    from ..lifecycle.detach import detach, detach_all
     from ..errors import XdpctlError
     from .output import note
 

@@ -16,7 +16,7 @@ def command(app, as_json):
 
     Exits 1 when a check fails; warnings do not fail.
     """
-    from ..doctor import FAIL, run
+    from ..checks.doctor import FAIL, run
 
     checks = run(app)
     if as_json:
@@ -24,7 +24,7 @@ def command(app, as_json):
 
         emit_json({"checks": [c.as_dict() for c in checks], "ok": all(c.status != FAIL for c in checks)})
     else:
-        from ..render import print_checks
+        from .render import print_checks
 
         print_checks(checks)
     if any(c.status == FAIL for c in checks):

@@ -14,8 +14,8 @@ from .params import IFACE
 def command(app, ifaces, output):
     """Write the running configuration as an xdpctl.toml file; applying it
     back changes nothing."""
-    from ..apply import export
-    from ..config_file import write
+    from ..lifecycle.apply import export
+    from ..rules.config_file import write
 
     text = export(app, ifaces)
     if not output:

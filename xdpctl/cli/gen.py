@@ -33,8 +33,8 @@ def command(app, lab_name, netns, iface, profile, pcap, count, duration, rate, s
             dst_mac, sport, dport, vlans, size, as_json):
     """Send test traffic built with scapy, in bulk, and report what was sent
     per protocol class (compare it with `xdpctl stats`)."""
-    from ..generate import GenRequest, generate, validate
-    from ..privileges import require_raw_send
+    from ..traffic.generate import GenRequest, generate, validate
+    from ..kernel.privileges import require_raw_send
 
     req = GenRequest(profile=profile, count=count, duration=duration, rate=rate, src_cidr=src_cidr,
                      vlans=tuple(vlans), size=size, pcap=pcap)
@@ -43,7 +43,7 @@ def command(app, lab_name, netns, iface, profile, pcap, count, duration, rate, s
     target = _target(lab_name, netns, app.netns, iface, dsts, src_mac, dst_mac, sport, dport)
     show_progress = not as_json and sys.stdout.isatty()
     if show_progress:
-        from ..render import progress
+        from .render import progress
 
         with progress(req.count, req.duration) as advance:
             report = generate(target, req, advance)
@@ -54,22 +54,22 @@ def command(app, lab_name, netns, iface, profile, pcap, count, duration, rate, s
 
         emit_json(report)
     else:
-        from ..render import print_sent
+        from .render import print_sent
 
         print_sent(report)
 
 
 def _target(lab_name, netns, root_netns, iface, dsts, src_mac, dst_mac, sport, dport):
-    from ..endpoints import Endpoints
+    from ..traffic.endpoints import Endpoints
     from ..errors import BadInput
-    from ..generate import Target, parse_cidr
+    from ..traffic.generate import Target, parse_cidr
 
     if lab_name:
         if netns or iface:
             raise BadInput("--lab already names where to send from; drop --netns/--iface")
         if dsts or src_mac or dst_mac:
             raise BadInput("--lab already names the addresses (`xdpctl lab list`); drop --dst/--src-mac/--dst-mac")
-        from .. import lab as labs
+        from ..traffic import lab as labs
 
         lab = labs.find(lab_name)
         ep = lab.endpoints(sport=sport, dport=dport)
@@ -77,7 +77,7 @@ def _target(lab_name, netns, root_netns, iface, dsts, src_mac, dst_mac, sport, d
     if not iface:
         raise BadInput("say where to send from: --lab NAME, or --iface IF (with --netns NS if it is in one)")
     netns = netns or root_netns  # `xdpctl --netns NS gen --iface IF` means the same as `gen --netns NS`
-    from ..netlink import Netlink
+    from ..kernel.netlink import Netlink
 
     with Netlink(namespace=netns) as nl:
         link = nl.link(iface)

@@ -18,8 +18,8 @@ def command():
 @json_option
 def up(name, as_json):
     """Make lab NAME (default: lab) and print its interface and addresses."""
-    from .. import lab as labs
-    from ..privileges import require_namespaces
+    from ..traffic import lab as labs
+    from ..kernel.privileges import require_namespaces
 
     require_namespaces("making a lab (namespaces and a veth pair)")
     lab = labs.up(name)
@@ -38,7 +38,7 @@ def up(name, as_json):
 @json_option
 def list_(as_json):
     """List the labs on this machine."""
-    from .. import lab as labs
+    from ..traffic import lab as labs
 
     found = [lab.as_dict() for lab in labs.labs()]
     if as_json:
@@ -59,9 +59,9 @@ def list_(as_json):
 def down(name, everything):
     """Remove lab NAME (default: lab), or every lab with --all, including any
     xdpctl program attached to it."""
-    from .. import lab as labs
+    from ..traffic import lab as labs
     from ..errors import BadInput
-    from ..privileges import require_namespaces
+    from ..kernel.privileges import require_namespaces
 
     require_namespaces("removing a lab")
     if name and everything:

@@ -1,4 +1,4 @@
-"""Printing results: JSON to stdout, or a table through xdpctl/render.py.
+"""Printing results: JSON to stdout, or a table through xdpctl/cli/render.py.
 Importing rich is left to the human path, so --json stays cheap."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Click parameter types shared by the commands: each turns a bad value into
 a one-line error before anything runs, and offers the shell its candidates
-(xdpctl/completion_sources.py reads them cheaply)."""
+(xdpctl/cli/completion_sources.py reads them cheaply)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class InterfaceName(click.ParamType):
     def shell_complete(self, ctx, param, incomplete):
         from click.shell_completion import CompletionItem
 
-        from ..completion_sources import interface_names
+        from .completion_sources import interface_names
 
         names = interface_names(_netns(ctx))
         return [CompletionItem(n) for n in names if n.startswith(incomplete)]
@@ -43,7 +43,7 @@ def complete_rule_ids(ctx, param, incomplete):
     """Rule ids of the IFACE given before, described (zsh and fish show it)."""
     from click.shell_completion import CompletionItem
 
-    from ..completion_sources import recorded_rules
+    from .completion_sources import recorded_rules
     from .rule import describe
 
     ifname = ctx.params.get("iface")

@@ -49,8 +49,8 @@ def match_options(f):
 @click.pass_obj
 def add(app, iface, action, priority, as_json, **values):
     """Add a rule: ACTION (pass or drop) for frames matching every option."""
-    from ..ruleops import add as add_rule
-    from ..rules import ACTIONS, parse_match, parse_priority
+    from ..lifecycle.ruleops import add as add_rule
+    from ..rules.model import ACTIONS, parse_match, parse_priority
     from .output import note
 
     match = parse_match(values)
@@ -74,7 +74,7 @@ def add(app, iface, action, priority, as_json, **values):
 @click.pass_obj
 def delete(app, iface, rule_id):
     """Delete rule ID (as `xdpctl rule list` shows it)."""
-    from ..ruleops import delete as delete_rule
+    from ..lifecycle.ruleops import delete as delete_rule
 
     change = delete_rule(app, iface, rule_id)
     click.echo(f"deleted rule {rule_id} from {iface}: {describe(change.rule.describe())}")
@@ -86,7 +86,7 @@ def delete(app, iface, rule_id):
 @click.pass_obj
 def list_(app, iface, as_json):
     """List the rules in decision order, with their hits."""
-    from ..ruleops import listing
+    from ..lifecycle.ruleops import listing
 
     data = listing(app, iface)
     if as_json:
@@ -94,7 +94,7 @@ def list_(app, iface, as_json):
 
         emit_json(data)
         return
-    from ..render import print_rules
+    from .render import print_rules
 
     print_rules(data)
 

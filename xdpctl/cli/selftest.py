@@ -19,7 +19,7 @@ def command(app, keep, as_json):
 
     Exits 0 only when everything matches.
     """
-    from ..selftest import run
+    from ..checks.selftest import run
 
     rows, kept = run(app, keep=keep)
     ok = bool(rows) and all(r.ok for r in rows)
@@ -28,7 +28,7 @@ def command(app, keep, as_json):
 
         emit_json({"ok": ok, "checks": [r.as_dict() for r in rows], "kept_lab": kept})
     else:
-        from ..render import print_selftest
+        from .render import print_selftest
 
         print_selftest(rows, ok, kept)
     if not ok:

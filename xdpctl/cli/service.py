@@ -28,7 +28,7 @@ def command():
               help="The xdpctl the unit runs (default: this one).")
 def install(root, no_enable, xdpctl):
     """Write xdpctl.service to /etc/systemd/system and enable it."""
-    from .. import service
+    from ..lifecycle import service
     from .output import note
 
     done = service.install(root, enable=not no_enable, xdpctl=xdpctl)
@@ -49,7 +49,7 @@ def install(root, no_enable, xdpctl):
 def uninstall(root):
     """Disable and stop xdpctl.service, and remove it. The configuration
     and /etc/default/xdpctl stay."""
-    from .. import service
+    from ..lifecycle import service
 
     done = service.uninstall(root)
     if done.removed:
@@ -66,7 +66,7 @@ def uninstall(root):
 def stop_hook(app, file, detach):
     """What xdpctl.service runs when it stops: detach xdpctl's programs from
     the interfaces FILE names when XDPCTL_DETACH_ON_STOP=yes, else nothing."""
-    from ..service import stop_hook as run
+    from ..lifecycle.service import stop_hook as run
 
     for line in run(app, file, detach):
         click.echo(line)

@@ -21,13 +21,13 @@ def command(app, ifaces, as_json, watch, interval, reset):
     Reads the pinned counters only: it never compiles anything. Counts are
     summed over all possible CPUs; bytes are frame lengths as XDP sees them.
     """
-    from ..report import stats
+    from ..observe.report import stats
 
     if watch and (as_json or reset):
         raise click.UsageError("--watch cannot be combined with --json or --reset")
     if watch:
-        from ..counters import rates
-        from ..render import watch as live
+        from ..datapath.counters import rates
+        from .render import watch as live
 
         live(lambda: stats(app, ifaces), rates, interval)
         return
@@ -37,6 +37,6 @@ def command(app, ifaces, as_json, watch, interval, reset):
 
         emit_json(data)
     else:
-        from ..render import print_stats
+        from .render import print_stats
 
         print_stats(data)

@@ -13,7 +13,7 @@ from .params import json_option
 def command(app, as_json):
     """List every interface with an XDP program: its mode, program id and
     name, and whether xdpctl manages it."""
-    from ..report import status
+    from ..observe.report import status
 
     data = status(app)
     if as_json:
@@ -21,6 +21,6 @@ def command(app, as_json):
 
         emit_json(data)
     else:
-        from ..render import print_status
+        from .render import print_status
 
         print_status(data)

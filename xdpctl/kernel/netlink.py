@@ -1,0 +1,357 @@
+"""The only module that talks to pyroute2: links, XDP attach and detach,
+addresses and neighbours, and network namespaces.
+
+XDP is set through the nested IFLA_XDP attributes, because pyroute2's xdp_fd=
+shortcut sets no flags and xdpctl needs the mode, no-replace and
+compare-and-swap flags. Kernel refusals become typed errors here, carrying
+the kernel's own explanation (netlink extended ack) where it gives one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+from typing import Iterator
+
+from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .. import validate
+from ..errors import (
+    BadInput,
+    InterfaceNotFound,
+    KernelError,
+    MissingCapability,
+    ModeError,
+    ProgramChanged,
+    XdpctlError,
+)
+
+# include/uapi/linux/if_link.h
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+XDP_FLAGS_REPLACE = 1 << 4
+
+MODE_FLAGS = {
+    "native": XDP_FLAGS_DRV_MODE,
+    "generic": XDP_FLAGS_SKB_MODE,
+    "offload": XDP_FLAGS_HW_MODE,
+}
+# IFLA_XDP_ATTACHED as pyroute2 decodes it, to xdpctl's mode names.
+_ATTACHED = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi"}
+_MODE_PROG_ATTR = {
+    "native": "IFLA_XDP_DRV_PROG_ID",
+    "generic": "IFLA_XDP_SKB_PROG_ID",
+    "offload": "IFLA_XDP_HW_PROG_ID",
+}
+
+NETNS_RUN_DIR = "/var/run/netns"
+
+
+class AlreadyAttached(XdpctlError):
+    """The no-replace attach found a program there (a race with another tool)."""
+
+
+@dataclass(frozen=True)
+class Xdp:
+    """The XDP program(s) on a link. mode is 'multi' when more than one is."""
+
+    mode: str
+    prog_id: int
+    prog_ids: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Link:
+    ifindex: int
+    ifname: str
+    mtu: int
+    kind: str
+    xdp: Xdp | None
+
+
+def _decode_link(msg) -> Link:
+    xdp = None
+    attrs = dict((msg.get_attr("IFLA_XDP") or {}).get("attrs", []))
+    attached = attrs.get("IFLA_XDP_ATTACHED")
+    if attached:
+        ids = {m: attrs[a] for m, a in _MODE_PROG_ATTR.items() if attrs.get(a)}
+        mode = _ATTACHED.get(attached, attached)
+        prog_id = attrs.get("IFLA_XDP_PROG_ID") or (ids.get(mode) if mode in ids else 0)
+        if not prog_id and ids:
+            prog_id = next(iter(ids.values()))
+        xdp = Xdp(mode=mode, prog_id=prog_id or 0, prog_ids=ids)
+    kind = ""
+    info = msg.get_attr("IFLA_LINKINFO")
+    if info:
+        kind = info.get_attr("IFLA_INFO_KIND") or ""
+    return Link(
+        ifindex=msg["index"],
+        ifname=msg.get_attr("IFLA_IFNAME"),
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        kind=kind,
+        xdp=xdp,
+    )
+
+
+def _extack(exc: NetlinkError) -> str:
+    text = str(exc.args[1]) if len(exc.args) > 1 else ""
+    return "" if text == os.strerror(exc.code) else text
+
+
+def _netns_path(name: str) -> str:
+    return name if "/" in name else os.path.join(NETNS_RUN_DIR, name)
+
+
+def enter_netns(name: str) -> None:
+    """Move this process into a named network namespace (ip netns add NAME)."""
+    path = _netns_path(name)
+    if not os.path.exists(path):
+        raise BadInput(f"no network namespace named {name!r}; `ip netns list` lists them")
+    try:
+        netns.setns(path, flags=0)
+    except OSError as exc:
+        if exc.errno == errno.EPERM:
+            raise MissingCapability(f"entering network namespace {name}", "CAP_SYS_ADMIN") from exc
+        raise KernelError(f"cannot enter network namespace {name}: {exc.strerror}") from exc
+
+
+def netns_names() -> list[str]:
+    return sorted(netns.listnetns())
+
+
+def netns_create(name: str) -> None:
+    netns.create(name)
+
+
+def netns_remove(name: str) -> None:
+    try:
+        netns.remove(name)
+    except FileNotFoundError:
+        pass
+
+
+class Netlink:
+    """An rtnetlink socket in the current (or a named) network namespace."""
+
+    def __init__(self, namespace: str | None = None):
+        try:
+            if namespace:
+                if not os.path.exists(_netns_path(namespace)):
+                    raise BadInput(f"no network namespace named {namespace!r}; `ip netns list` lists them")
+                # flags=0: never create the namespace (pyroute2's default would).
+                self._ipr = IPRoute(ext_ack=True, netns=namespace, flags=0)
+            else:
+                self._ipr = IPRoute(ext_ack=True)
+        except OSError as exc:
+            raise KernelError(f"cannot open a netlink socket: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def __enter__(self) -> "Netlink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- links ---------------------------------------------------------------
+
+    def link(self, ifname: str) -> Link:
+        validate.ifname(ifname)
+        try:
+            msgs = self._ipr.get_links(ifname=ifname)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                raise InterfaceNotFound(ifname) from exc
+            raise KernelError(f"cannot read interface {ifname}: {exc}") from exc
+        if not msgs:
+            raise InterfaceNotFound(ifname)
+        return _decode_link(msgs[0])
+
+    def link_by_index(self, ifindex: int) -> Link | None:
+        try:
+            msgs = self._ipr.get_links(ifindex)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return None
+            raise KernelError(f"cannot read interface {ifindex}: {exc}") from exc
+        return _decode_link(msgs[0]) if msgs else None
+
+    def links(self) -> list[Link]:
+        return sorted((_decode_link(m) for m in self._ipr.get_links()), key=lambda l: l.ifindex)
+
+    def ipv4_addresses(self, ifindex: int) -> list[str]:
+        return [m.get_attr("IFA_ADDRESS") for m in self._ipr.get_addr(family=2, index=ifindex)]
+
+    def mac_address(self, ifindex: int) -> str:
+        msgs = self._ipr.get_links(ifindex)
+        return msgs[0].get_attr("IFLA_ADDRESS")
+
+    # --- XDP -----------------------------------------------------------------
+
+    def xdp_set(
+        self,
+        link: Link,
+        fd: int,
+        mode: str,
+        *,
+        noexist: bool = False,
+        expected_fd: int | None = None,
+    ) -> None:
+        """Attach fd (or detach, with fd -1) in mode.
+
+        noexist: fail if any program is attached (the kernel checks it).
+        expected_fd: replace only if the attached program is this one.
+        """
+        flags = MODE_FLAGS[mode]
+        if noexist:
+            flags |= XDP_FLAGS_UPDATE_IF_NOEXIST
+        attrs = [("IFLA_XDP_FD", fd)]
+        if expected_fd is not None:
+            flags |= XDP_FLAGS_REPLACE
+            attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
+        attrs.append(("IFLA_XDP_FLAGS", flags))
+        try:
+            self._ipr.link("set", index=link.ifindex, xdp={"attrs": attrs})
+        except NetlinkError as exc:
+            # veth refuses XDP while its *peer's* MTU is too large: name that one.
+            peer = self._peer(link) if "peer" in _extack(exc).lower() else None
+            raise self._xdp_error(exc, link, mode, peer) from exc
+
+    def _peer(self, link: Link) -> tuple[str, int] | None:
+        """(name, MTU) of a veth's peer, in whichever namespace it is; None
+        when the kernel does not say."""
+        try:
+            msg = self._ipr.get_links(link.ifindex)[0]
+            index, nsid = msg.get_attr("IFLA_LINK"), msg.get_attr("IFLA_LINK_NETNSID")
+            if not index:
+                return None
+            where = {} if nsid is None else {"IFLA_IF_NETNSID": nsid}  # the peer's namespace
+            peer = self._ipr.link("get", index=index, **where)[0]
+            return peer.get_attr("IFLA_IFNAME"), peer.get_attr("IFLA_MTU")
+        except (NetlinkError, OSError, IndexError):
+            return None
+
+    @staticmethod
+    def _xdp_error(exc: NetlinkError, link: Link, mode: str, peer: tuple[str, int] | None = None) -> XdpctlError:
+        code, why = exc.code, _extack(exc)
+        name = link.ifname
+        if code == errno.EPERM:
+            return MissingCapability(f"attaching XDP to {name}", "CAP_NET_ADMIN")
+        if code == errno.ENODEV:
+            return InterfaceNotFound(name)
+        if code == errno.EBUSY:
+            return AlreadyAttached(f"{name} already carries an XDP program")
+        if code == errno.EEXIST and "expected" in why:
+            return ProgramChanged(name)
+        if code == errno.EEXIST:
+            return ModeError(
+                f"{name} already carries an XDP program in another mode ({why or 'mode conflict'}); "
+                "one interface cannot mix native and generic XDP"
+            )
+        if code == errno.EOPNOTSUPP and mode == "native":
+            return ModeError(
+                f"the driver of {name} ({link.kind or 'unknown kind'}) does not support native XDP; "
+                "use --mode generic"
+            )
+        if code == errno.EOPNOTSUPP:
+            return ModeError(f"{name} does not support XDP in {mode} mode" + (f": {why}" if why else ""))
+        if code in (errno.ERANGE, errno.EINVAL) and "MTU" in why.upper() and "peer" in why.lower():
+            who = f"the veth peer of {name}, {peer[0]}, has MTU {peer[1]}," if peer else \
+                f"the veth peer of {name} has an MTU"
+            return ModeError(
+                f"{who} too large for {mode} XDP on {name} ({why}); lower the peer's MTU "
+                "or use --mode generic"
+            )
+        if code in (errno.ERANGE, errno.EINVAL) and "MTU" in why.upper():
+            return ModeError(
+                f"{name} has MTU {link.mtu}, too large for {mode} XDP ({why}); lower the MTU "
+                "or use --mode generic"
+            )
+        detail = why or os.strerror(code)
+        return KernelError(f"the kernel refused XDP on {name} in {mode} mode: {detail}")
+
+    # --- lab plumbing (veth pairs, addresses, neighbours) ---------------------
+
+    def veth_create(self, name: str, peer: str, peer_netns: str | None = None) -> None:
+        peer_spec: dict = {"ifname": peer}
+        if peer_netns:
+            peer_spec["net_ns_fd"] = peer_netns
+        self._ipr.link("add", ifname=name, kind="veth", peer=peer_spec)
+
+    def link_up(self, ifname: str) -> None:
+        self._ipr.link("set", index=self.link(ifname).ifindex, state="up")
+
+    def link_set_address(self, ifname: str, mac: str) -> None:
+        self._ipr.link("set", index=self.link(ifname).ifindex, address=mac)
+
+    def link_set_mtu(self, ifname: str, mtu: int) -> None:
+        self._ipr.link("set", index=self.link(ifname).ifindex, mtu=mtu)
+
+    def link_delete(self, ifname: str) -> bool:
+        try:
+            self._ipr.link("del", index=self.link(ifname).ifindex)
+        except (InterfaceNotFound, NetlinkError):
+            return False
+        return True
+
+    def addr_add(self, ifname: str, cidr: str) -> None:
+        iface = ipaddress.ip_interface(cidr)
+        self._ipr.addr(
+            "add",
+            index=self.link(ifname).ifindex,
+            address=str(iface.ip),
+            prefixlen=iface.network.prefixlen,
+            family=10 if iface.version == 6 else 2,
+            flags=0x80 if iface.version == 6 else 0,  # IFA_F_NODAD: usable at once
+        )
+
+    def neigh_add(self, ifname: str, address: str, mac: str) -> None:
+        ip = ipaddress.ip_address(address)
+        self._ipr.neigh(
+            "replace",
+            dst=str(ip),
+            lladdr=mac,
+            ifindex=self.link(ifname).ifindex,
+            state=0x80,  # NUD_PERMANENT: never resolved, so no ARP or NS
+            family=10 if ip.version == 6 else 2,
+        )
+
+
+@contextlib.contextmanager
+def in_netns(namespace: str | None) -> Iterator[None]:
+    """Run the body with this thread in a network namespace (never creating it)."""
+    if not namespace:
+        yield
+        return
+    try:
+        fd = os.open(_netns_path(namespace), os.O_RDONLY)
+    except FileNotFoundError:
+        raise BadInput(f"no network namespace named {namespace!r}; `ip netns list` lists them") from None
+    try:
+        netns.pushns(fd)
+        try:
+            yield
+        finally:
+            netns.popns()
+    finally:
+        os.close(fd)
+
+
+def write_sysctl_in(namespace: str | None, key: str, value: str) -> None:
+    """Write /proc/sys/<key> as seen from a network namespace."""
+    with in_netns(namespace), open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+        f.write(value)
+
+
+def socket_in(namespace: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside a network namespace (sockets keep theirs)."""
+    with in_netns(namespace):
+        return socket.socket(family, kind, proto)

@@ -1,0 +1,264 @@
+"""Making an interface carry a given program and rule set, all or nothing.
+
+Every change goes one of two ways:
+
+- the rule set fits the attached program's layout (its kinds of match and
+  capacities): write the rules and tables of the inactive generation, then
+  flip config.gen. No compile; the flip is the commit point.
+- it does not (a new kind of match, more rules than the tables hold, other
+  options, a first attach): compile a program for a grown layout. Its new
+  tables hold the *current* rules in the active generation and the new rules
+  in the other, so replacing the program (atomically, compare-and-swap
+  against the old one) changes nothing by itself; then the flip commits.
+  Maps whose layout did not change (counters, config, rules) are reused, so
+  no frame goes uncounted; hits move to a bigger map when they must.
+
+A failure before the commit point removes what the attempt created; the old
+program, maps and rules stay as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from ..datapath import contract
+from ..rules import engine
+from .. import faults
+from ..kernel import libbpf, privileges
+from ..errors import ForeignProgram, KernelError, ModeError
+from ..datapath.layout import Layout
+from ..kernel.netlink import AlreadyAttached
+from ..datapath.program import FilterOptions, filter_program
+from .recovery import PIN_PROG_NEW, aside_path, drop_unused_pins
+from ..rules.model import Rule
+from ..rules.tables import build
+from .target import Target, prog_name
+
+HITS_SETTLE_S = 0.05  # after a program swap, before the old hits map's last read
+
+
+@dataclass
+class Outcome:
+    prog_id: int
+    compiled: bool  # a new program was compiled and attached
+    replaced: str = ""  # "", "own" or "foreign"
+    layout: Layout = field(default_factory=Layout)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Current:
+    """What the interface holds now, as xdpctl recorded it."""
+
+    options: FilterOptions
+    mode: str
+    layout: Layout
+    gen: int
+    rules: list[Rule]
+    next_id: int
+    next_seq: int
+    # The inactive generation's rules as stored (id -> struct xdpctl_rule):
+    # the next change writes only what differs from them.
+    inactive: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def read(cls, target: Target) -> "Current":
+        meta = target.meta
+        layout = Layout.unpack(meta.layout)
+        gen, rules, next_id, next_seq, inactive = 0, [], 1, 1, {}
+        config = target.att.pin(contract.PIN_CONFIG)
+        if layout.engine and os.path.exists(config):
+            gen, _count, next_id, next_seq = engine.read_config(config)
+            stored = engine.read_rules_raw(target.att.pin(contract.PIN_RULES))
+            rules = [Rule.unpack(raw) for raw in stored[gen].values()]
+            inactive = stored[1 - gen]
+        return cls(FilterOptions.from_bits(meta.options), meta.mode_name, layout, gen, rules, next_id, next_seq,
+                   inactive)
+
+
+def _meta(target: Target, app, *, prog_id: int, pending: int, mode: str, options: FilterOptions,
+          layout: Layout, attached_at: int) -> contract.Meta:
+    return contract.Meta(
+        abi_version=contract.ABI_VERSION,
+        ifindex=target.link.ifindex,
+        netns_ino=app.netns_ino,
+        prog_id=prog_id,
+        pending_prog_id=pending,
+        mode=contract.MODES[mode],
+        options=options.bits,
+        attached_at=attached_at,
+        features=layout.kinds,
+        ifname=target.ifname,
+        layout=layout.pack(),
+    )
+
+
+def deploy(app, target: Target, *, mode: str, options: FilterOptions, rules: list[Rule],
+           next_id: int, next_seq: int, force: bool = False, current: Current | None = None) -> Outcome:
+    """Make target carry options and rules in mode. Call with the lock held.
+    current: Current.read(target), when the caller has read it under the lock."""
+    att = target.att
+    if current is None and target.ours:
+        current = Current.read(target)
+    built = build(rules)
+    if current is not None and current.options == options and current.mode == mode \
+            and current.layout.fits(built.needs):
+        if current.layout.engine:
+            _write_and_flip(att, current.layout, current, built, rules, next_id, next_seq)
+        return Outcome(target.meta.prog_id, False, layout=current.layout)
+    return _swap(app, target, current, mode=mode, options=options, built=built, rules=rules,
+                 next_id=next_id, next_seq=next_seq, force=force)
+
+
+def _write_and_flip(att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
+                    next_seq: int) -> None:
+    """Write the inactive generation, then flip to it (the commit point)."""
+    new = 1 - current.gen
+    engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
+    engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
+    # Hits of slots no rule of the active generation uses start at zero.
+    active = {r.slot for r in current.rules}
+    engine.zero_hits(att.pin(layout.pin_hits()), sorted({r.slot for r in rules} - active))
+    engine.write_config(att.pin(contract.PIN_CONFIG), new, len(rules), next_id, next_seq)
+
+
+def _swap(app, target: Target, current: Current | None, *, mode: str, options: FilterOptions, built,
+          rules: list[Rule], next_id: int, next_seq: int, force: bool) -> Outcome:
+    from ..kernel.compiler import compile_and_load
+
+    att = target.att
+    old_layout = current.layout if current else Layout()
+    # Grown layouts hold everything the old one did, so the current rules fit too.
+    layout = old_layout if old_layout.fits(built.needs) else old_layout.grown(built.needs)
+    gen = current.gen if current else 0
+    if current is not None or layout.engine:  # maps pinned before the compile
+        privileges.require_reopen_pins(f"compiling a program for {target.ifname} against its pinned maps")
+
+    stale_aside = None
+    if current is None and att.exists():
+        # State left by a program that is no longer attached: never reuse
+        # its maps; set it aside until this attach succeeds.
+        stale_aside = aside_path(att)
+        os.rename(att.path, stale_aside)
+    pins_before = set(att.pins())
+    if current is None:
+        app.state.create(att)
+
+    loaded = None
+    committed = False
+    new_tables = layout.engine and layout.tag != old_layout.tag
+    new_hits = layout.engine and layout.slots != old_layout.slots
+    try:
+        if new_tables:
+            path = engine.create_tables(str(att.path), layout)
+            if current is not None and current.rules:
+                engine.write_tables(path, gen, build(current.rules), layout)
+            else:
+                engine.write_tables(path, gen, built, layout)
+        loaded = compile_and_load(
+            filter_program(options, str(att.path), layout),
+            device=target.ifname if mode == "offload" else None,
+        )
+        notes = []
+        if loaded.headers.kind == "fallback" and current is None:
+            notes.append("note: " + loaded.headers.describe(os.uname().release))
+        new_id = libbpf.prog_info(loaded.prog_fd).id
+        hits_copied: dict[int, tuple[int, int]] = {}
+        if new_hits and old_layout.engine:
+            hits_copied = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)
+            engine.add_hits(att.pin(layout.pin_hits()), hits_copied)
+        if current is None and layout.engine:
+            # A first attach: the attach itself is the commit point.
+            engine.write_rules(att.pin(contract.PIN_RULES), gen, rules)
+            engine.write_config(att.pin(contract.PIN_CONFIG), gen, len(rules), next_id, next_seq)
+        now = int(time.time())
+        attached_at = target.meta.attached_at if current else now
+        att.write_meta(_meta(target, app, prog_id=target.meta.prog_id if current else 0, pending=new_id,
+                             mode=mode, options=current.options if current else options,
+                             layout=old_layout if current else layout, attached_at=attached_at))
+        libbpf.obj_pin(loaded.prog_fd, att.pin(PIN_PROG_NEW))
+        faults.point("pinned-new")
+        replaced = _attach(app, target, loaded.prog_fd, mode, current is not None, force)
+        committed = True
+        faults.point("swapped")
+        # Record, then move the pin: a crash between the two leaves a state
+        # that recovery.settle finishes (see there).
+        att.write_meta(_meta(target, app, prog_id=new_id, pending=0, mode=mode, options=options,
+                             layout=layout, attached_at=attached_at))
+        faults.point("recorded")
+        os.replace(att.pin(PIN_PROG_NEW), att.pin(contract.PIN_PROG))
+        if new_hits and old_layout.engine:
+            time.sleep(HITS_SETTLE_S)  # the old program's last frames
+            final = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)
+            engine.add_hits(att.pin(layout.pin_hits()), {
+                s: (p - hits_copied.get(s, (0, 0))[0], b - hits_copied.get(s, (0, 0))[1])
+                for s, (p, b) in final.items() if (p, b) != hits_copied.get(s, (0, 0))})
+        if current is not None and layout.engine:
+            _write_and_flip(att, layout, current, built, rules, next_id, next_seq)
+    except BaseException:
+        if not committed:
+            _roll_back(att, current, pins_before, target.meta)
+            if stale_aside is not None:
+                os.rename(stale_aside, att.path)
+        raise
+    finally:
+        if loaded is not None:
+            loaded.close()
+    if stale_aside is not None:
+        shutil.rmtree(stale_aside, ignore_errors=True)
+    drop_unused_pins(att, layout)
+    return Outcome(new_id, True, replaced, layout, notes)
+
+
+def _attach(app, target: Target, fd: int, mode: str, own: bool, force: bool) -> str:
+    """Put fd on the interface: compare-and-swap against xdpctl's program,
+    no-replace on an empty interface, plain replace of a foreign one (--force)."""
+    if own:
+        with libbpf.opened(target.att.pin(contract.PIN_PROG)) as old_fd:
+            app.netlink.xdp_set(target.link, fd, mode, expected_fd=old_fd)
+        return "own"
+    if target.foreign:
+        if not force:
+            raise ForeignProgram(target.ifname, target.attached_id, prog_name(target.attached_id),
+                                 "xdpctl will not replace it; use --force to replace it")
+        app.netlink.xdp_set(target.link, fd, mode)
+        return "foreign"
+    try:
+        app.netlink.xdp_set(target.link, fd, mode, noexist=True)
+    except AlreadyAttached:
+        now_there = app.netlink.link(target.ifname).xdp
+        pid = now_there.prog_id if now_there else 0
+        raise ForeignProgram(target.ifname, pid, prog_name(pid),
+                             "it appeared while xdpctl was attaching; nothing was replaced") from None
+    return ""
+
+
+def _roll_back(att, current: Current | None, pins_before: set[str], old_meta) -> None:
+    """Remove what a failed change created; the old state stays as it was."""
+    if current is None:
+        att.remove()
+        return
+    for pin in set(att.pins()) - pins_before:
+        with contextlib.suppress(OSError):
+            os.unlink(att.pin(pin))
+    if old_meta is not None:
+        with contextlib.suppress(KernelError):
+            att.write_meta(old_meta)
+
+
+def check_mode(target: Target, mode: str, force: bool) -> None:
+    xdp = target.link.xdp
+    if target.ours and target.meta.mode_name != mode:
+        raise ModeError(
+            f"xdpctl's program on {target.ifname} runs in {target.meta.mode_name} mode; "
+            f"`xdpctl detach {target.ifname}` first to attach in {mode} mode"
+        )
+    if xdp and force and xdp.mode != mode:
+        raise ModeError(
+            f"{target.ifname} carries a {xdp.mode} XDP program; replacing it in {mode} mode would "
+            "mix modes on one interface. Use --mode " + xdp.mode
+        )

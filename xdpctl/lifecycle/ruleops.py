@@ -1,0 +1,123 @@
+"""rule add, rule del, rule list: changing and reading one interface's rules.
+
+Each change reads the recorded rules of the active generation, computes the
+new set, and hands it to xdpctl/lifecycle/deploy.py: maps only when the program's
+layout holds it, a recompile and atomic swap when not. Changes on one
+machine are serialised by the state lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..datapath import contract
+from ..rules import engine
+from ..kernel import privileges
+from .deploy import Current, deploy
+from ..errors import BadInput, NotManaged, XdpctlError
+from ..datapath.layout import Layout
+from ..rules.model import Match, Rule, sort_rules
+from .target import Target, resolve
+
+
+class RuleLimit(XdpctlError):
+    """A change would pass a limit; nothing was changed."""
+
+
+@dataclass
+class Change:
+    rule: Rule | None
+    compiled: bool
+    prog_id: int
+    notes: list[str]
+
+
+def _managed(app, ifname: str) -> Target:
+    target = resolve(app, ifname)
+    if not target.ours:
+        raise NotManaged(ifname)
+    return target
+
+
+def check_limits(ifname: str, rules: list[Rule]) -> None:
+    if len(rules) > contract.MAX_RULES:
+        raise RuleLimit(f"{ifname} would have {len(rules):,} rules; xdpctl holds at most "
+                        f"{contract.MAX_RULES:,} per interface. Nothing was changed")
+    general = sum(1 for r in rules if not r.match.plain)
+    if general > contract.MAX_GENERAL:
+        raise RuleLimit(
+            f"{ifname} would have {general:,} rules that match more than one prefix; xdpctl holds at most "
+            f"{contract.MAX_GENERAL:,} such rules per interface (plain --src/--dst rules do not count). "
+            "Nothing was changed")
+
+
+def free_slots(rules: list[Rule], n: int) -> list[int]:
+    used = {r.slot for r in rules}
+    out, slot = [], 0
+    while len(out) < n:
+        if slot not in used:
+            out.append(slot)
+        slot += 1
+    return out
+
+
+def add(app, ifname: str, action: int, match: Match, priority: int | None) -> Change:
+    privileges.require_attach(f"changing the rules of {ifname}")
+    with app.state.lock():
+        target = _managed(app, ifname)
+        current = Current.read(target)
+        for r in current.rules:
+            if r.identity == (action, priority, match):
+                raise BadInput(f"{ifname} already has this rule (id {r.id}); nothing was changed")
+        (slot,) = free_slots(current.rules, 1)
+        rule = Rule(action, match, priority if priority is not None else contract.PRIORITY_DEFAULT,
+                    priority is not None, current.next_id, current.next_seq, slot)
+        rules = current.rules + [rule]
+        check_limits(ifname, rules)
+        outcome = deploy(app, target, mode=current.mode, options=current.options, rules=rules,
+                         next_id=current.next_id + 1, next_seq=current.next_seq + 1, current=current)
+    return Change(rule, outcome.compiled, outcome.prog_id, outcome.notes)
+
+
+def delete(app, ifname: str, rule_id: int) -> Change:
+    privileges.require_attach(f"changing the rules of {ifname}")
+    with app.state.lock():
+        target = _managed(app, ifname)
+        current = Current.read(target)
+        gone = [r for r in current.rules if r.id == rule_id]
+        if not gone:
+            ids = ", ".join(str(r.id) for r in sort_rules(current.rules)[:10]) or "none"
+            raise BadInput(f"{ifname} has no rule {rule_id}; its rules are: {ids}"
+                           + (" ..." if len(current.rules) > 10 else ""))
+        rules = [r for r in current.rules if r.id != rule_id]
+        outcome = deploy(app, target, mode=current.mode, options=current.options, rules=rules,
+                         next_id=current.next_id, next_seq=current.next_seq, current=current)
+    return Change(gone[0], outcome.compiled, outcome.prog_id, outcome.notes)
+
+
+def hits_of(target: Target, rules: list[Rule]) -> dict[int, tuple[int, int]]:
+    layout = Layout.unpack(target.meta.layout)
+    if not layout.engine or not rules:
+        return {}
+    return engine.read_hits(target.att.pin(layout.pin_hits()), layout.slots)
+
+
+def describe(rules: list[Rule], hits: dict[int, tuple[int, int]]) -> list[dict]:
+    out = []
+    for r in sort_rules(rules):
+        d = r.describe()
+        packets, nbytes = hits.get(r.slot, (0, 0))
+        d["hits"] = {"packets": packets, "bytes": nbytes}
+        out.append(d)
+    return out
+
+
+def listing(app, ifname: str) -> dict:
+    privileges.require_bpf("reading xdpctl's rules")
+    target = _managed(app, ifname)
+    current = Current.read(target)
+    return {
+        "ifname": ifname,
+        "policy": current.options.policy,
+        "rules": describe(current.rules, hits_of(target, current.rules)),
+    }

@@ -1,0 +1,219 @@
+"""What xdpctl owns on the machine, described in one place.
+
+Everything lives on bpffs, so it has the lifetime of what it describes (an XDP
+attachment does not survive a reboot, and neither does bpffs):
+
+    /sys/fs/bpf/xdpctl/                 the root (0700); its flock serialises
+      ns<netns inode>/                  xdpctl processes that change anything
+        if<ifindex>/                    one attachment (0700)
+          prog                          the program xdpctl attached
+          counters                      per-CPU (class, verdict) counters
+          meta                          struct xdpctl_meta: what, how, when
+
+The netns inode keeps two namespaces' eth0 apart. An attachment is xdpctl's
+only while the interface still carries the program whose id meta records; an
+interface that reuses the ifindex is never claimed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Iterator
+
+from ..datapath import contract
+from ..kernel import libbpf
+from ..kernel.bpffs import BPFFS, ensure_mounted
+from ..errors import KernelError, MissingCapability, XdpctlError
+
+STATE_ROOT = os.path.join(BPFFS, "xdpctl")
+LOCK_TIMEOUT_S = 120.0
+
+
+class Attachment:
+    """The pinned state of one interface in one network namespace."""
+
+    def __init__(self, root: Path, netns_ino: int, ifindex: int):
+        self.netns_ino = netns_ino
+        self.ifindex = ifindex
+        self.path = root / f"ns{netns_ino}" / f"if{ifindex}"
+
+    def __repr__(self) -> str:
+        return f"Attachment({self.path})"
+
+    def pin(self, name: str) -> str:
+        return str(self.path / name)
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def pins(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.path))
+        except FileNotFoundError:
+            return []
+
+    def read_meta(self) -> contract.Meta | None:
+        """The recorded meta, or None when there is none (a half-made state).
+
+        Meta written by an xdpctl of another ABI version is returned as read:
+        only its abi_version (always the first field) means anything, and
+        xdpctl/lifecycle/target.py refuses to act on it."""
+        try:
+            with libbpf.opened(self.pin(contract.PIN_META)) as fd:
+                # The map's own value size: another ABI's meta may be larger
+                # than this one's buffer would hold.
+                raw = libbpf.map_lookup(fd, b"\0\0\0\0", libbpf.map_info(fd).value_size)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _state_error(exc, f"reading {self.pin(contract.PIN_META)}") from exc
+        if raw is None:
+            return None
+        meta = contract.Meta.unpack(raw[: contract.META.size].ljust(contract.META.size, b"\0"))
+        return meta if meta.abi_version else None
+
+    def write_meta(self, meta: contract.Meta) -> None:
+        try:
+            with libbpf.opened(self.pin(contract.PIN_META)) as fd:
+                libbpf.map_update(fd, b"\0\0\0\0", meta.pack())
+        except OSError as exc:
+            raise _state_error(exc, f"writing {self.pin(contract.PIN_META)}") from exc
+
+    def remove(self) -> None:
+        """Unpin everything (maps and program go when nothing else holds them)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _state_error(exc: OSError, what: str) -> XdpctlError:
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return MissingCapability(what, "CAP_BPF (and root's access to the pins)")
+    return KernelError(f"{what} failed: {exc.strerror or exc}")
+
+
+class State:
+    def __init__(self, root: str = STATE_ROOT):
+        self.root = Path(root)
+        self._held = False
+
+    def ensure_root(self) -> None:
+        if self.root.parent == Path(BPFFS):
+            ensure_mounted(BPFFS)
+        while True:
+            try:
+                self.root.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(self.root, 0o700)
+                return
+            except PermissionError as exc:
+                raise MissingCapability(f"creating {self.root}", "root (or write access to bpffs)") from exc
+            except (FileNotFoundError, FileExistsError):
+                # Another xdpctl pruned the root between the two calls (it
+                # holds the lock, this one does not yet): make it again.
+                continue
+
+    def attachment(self, netns_ino: int, ifindex: int) -> Attachment:
+        return Attachment(self.root, netns_ino, ifindex)
+
+    def create(self, att: Attachment) -> None:
+        self.ensure_root()
+        att.path.parent.mkdir(mode=0o700, exist_ok=True)
+        att.path.mkdir(mode=0o700)
+
+    def attachments(self, netns_ino: int | None = None) -> list[Attachment]:
+        """Every recorded attachment, in one namespace or in all."""
+        found = []
+        try:
+            ns_dirs = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        except PermissionError as exc:
+            raise MissingCapability(f"reading {self.root}", "root") from exc
+        for ns in ns_dirs:
+            if not ns.startswith("ns") or not ns[2:].isdigit():
+                continue
+            ino = int(ns[2:])
+            if netns_ino is not None and ino != netns_ino:
+                continue
+            try:
+                entries = sorted(os.listdir(self.root / ns))
+            except FileNotFoundError:
+                continue  # pruned meanwhile by an xdpctl holding the lock
+            for entry in entries:
+                if entry.startswith("if") and entry[2:].isdigit():
+                    found.append(Attachment(self.root, ino, int(entry[2:])))
+        return found
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Serialise changes: one xdpctl at a time changes anything on bpffs.
+
+        The root is removed once nothing is left in it (prune), so a waiter may
+        wake holding the lock of a directory that is gone: it then retries on
+        the one now at the path.
+        """
+        if self._held:  # re-entrant: an operation may call another one
+            yield
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            self.ensure_root()
+            try:
+                fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                continue  # pruned since ensure_root: make it again
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise XdpctlError(
+                                f"another xdpctl process held {self.root} for {timeout:.0f} s; "
+                                "is one stuck? (`fuser -v` on the directory shows it)"
+                            ) from None
+                        time.sleep(0.02)
+                try:
+                    current = os.stat(self.root).st_ino
+                except FileNotFoundError:
+                    current = None
+                if current != os.fstat(fd).st_ino:
+                    continue  # locked a root that was pruned meanwhile
+                self._held = True
+                try:
+                    yield
+                finally:
+                    self._held = False
+                    self.prune()
+                return
+            finally:
+                os.close(fd)
+
+    def prune(self) -> None:
+        """Remove empty namespace directories, then the root if it is empty
+        (lock() does, before it lets go: nothing of xdpctl's stays behind)."""
+        for entry in os.listdir(self.root) if self.root.is_dir() else []:
+            with contextlib.suppress(OSError):
+                (self.root / entry).rmdir()
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
+
+
+@contextlib.contextmanager
+def scratch_dir(tag: str = "scratch") -> Iterator[str]:
+    """A private directory on bpffs for programs built only to be run
+    through BPF_PROG_TEST_RUN (tests, benchmarks): the rule engine's tables
+    must be pinned to be compiled against. Removed afterwards, pins and all."""
+    import secrets
+
+    path = os.path.join(BPFFS, f"xdpctl-{tag}-{os.getpid()}-{secrets.token_hex(3)}")
+    os.mkdir(path, 0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,322 @@
+"""xdpctl.toml: reading it (every error with its line), and writing it.
+
+    [interfaces.eth0]
+    mode = "native"            # native | generic | offload
+    policy = "allow"           # allow | deny
+    drop_non_ip = false
+    rules = [
+      { action = "drop", src = "203.0.113.0/24", proto = "udp", dport = 53 },
+      { action = "pass", src_mac = "02:00:00:00:00:01", priority = 10 },
+    ]
+
+Rules may also be written as [[interfaces.eth0.rules]] tables. Rules
+without a priority keep the order of the file. A file is checked whole
+before anything changes: the first problem is reported as FILE:LINE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field
+
+from ..datapath import contract
+from .. import validate
+from ..errors import BadInput
+from .model import ACTIONS, MATCH_KEYS, Match, Rule, file_label, parse_match, parse_priority
+
+INTERFACE_KEYS = {"mode", "policy", "drop_non_ip", "rules"}
+# A file of the most rules xdpctl holds, in the longest form, is ~30 MB; a
+# larger one is refused before it is read, rather than read into memory whole.
+MAX_FILE_BYTES = 64 << 20
+RULE_KEYS = {"action", "priority", *MATCH_KEYS}
+MODES = tuple(contract.MODES)
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    action: int
+    match: Match
+    priority: int | None
+    line: int
+
+    @property
+    def identity(self) -> tuple:
+        return (self.action, self.priority, self.match)
+
+
+@dataclass
+class InterfaceConfig:
+    name: str
+    line: int
+    mode: str = "native"
+    policy: str = "allow"
+    drop_non_ip: bool = False
+    rules: list[RuleSpec] = field(default_factory=list)
+
+
+@dataclass
+class ConfigFile:
+    path: str
+    interfaces: dict[str, InterfaceConfig]
+
+
+class _Locator:
+    """Line numbers for parts of the parsed document, from the raw text."""
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+
+    def _find(self, pattern: str, start: int = 0, stop: int | None = None) -> int | None:
+        rx = re.compile(pattern)
+        for i in range(start, len(self.lines) if stop is None else stop):
+            if rx.search(self.lines[i]):
+                return i
+        return None
+
+    @staticmethod
+    def _name(name: str) -> str:
+        return rf'(?:{re.escape(name)}|"{re.escape(name)}"|\'{re.escape(name)}\')'
+
+    def section(self, name: str) -> tuple[int, int]:
+        """(first, end) line indexes of [interfaces.NAME] and what follows."""
+        head = self._find(rf"^\s*\[\s*interfaces\s*\.\s*{self._name(name)}\s*\]")
+        if head is None:  # a dotted key elsewhere: interfaces.eth0.mode = ...
+            head = self._find(rf"^\s*interfaces\s*\.\s*{self._name(name)}\s*\.") or 0
+            return head, head + 1
+        end = self._find(r"^\s*\[(?!\s*\[\s*interfaces\s*\.\s*" + self._name(name) + r"\s*\.\s*rules)", head + 1)
+        return head, len(self.lines) if end is None else end
+
+    def key(self, name: str, key: str) -> int:
+        first, end = self.section(name)
+        i = self._find(rf"^\s*{re.escape(key)}\s*=", first, end)
+        return (first if i is None else i) + 1
+
+    def rules(self, name: str, count: int) -> list[int]:
+        """The line of each rule of an interface, in order."""
+        first, end = self.section(name)
+        table = re.compile(rf"^\s*\[\[\s*interfaces\s*\.\s*{self._name(name)}\s*\.\s*rules\s*\]\]")
+        tables = [i for i in range(first, len(self.lines)) if table.match(self.lines[i])]
+        if tables:
+            return [i + 1 for i in tables][:count]
+        start = self._find(r"^\s*rules\s*=", first, end)
+        if start is None:
+            return [first + 1] * count
+        out: list[int] = []
+        depth, quote = 0, None
+        for i in range(start, len(self.lines)):
+            line = self.lines[i]
+            j = line.index("=") + 1 if i == start else 0
+            while j < len(line):
+                ch = line[j]
+                if quote:
+                    if ch == "\\" and quote == '"':
+                        j += 1
+                    elif ch == quote:
+                        quote = None
+                elif ch in "\"'":
+                    quote = ch
+                elif ch == "#":
+                    break
+                elif ch == "{":
+                    if depth == 0:
+                        out.append(i + 1)
+                    depth += 1
+                elif ch == "}":
+                    depth -= 1
+                j += 1
+            if len(out) >= count:
+                break
+        return out + [start + 1] * (count - len(out))
+
+
+def _check_file(path: str) -> bytes:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except PermissionError:
+        raise BadInput(f"{path}: cannot be read (permission denied)") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BadInput(f"{path} is a directory; give the xdpctl.toml file in it")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInput(f"{path} is not a regular file")
+    if st.st_uid not in (0, os.geteuid()):
+        raise BadInput(f"{path} is owned by uid {st.st_uid}, not by root: it decides what reaches this "
+                       "machine, so xdpctl reads it only from root (chown root)")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise BadInput(f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}): it decides what "
+                       "reaches this machine, so xdpctl refuses it (chmod go-w)")
+    too_big = BadInput(f"{path} is larger than {MAX_FILE_BYTES:,} bytes, the most xdpctl reads of a "
+                       "configuration file (the most rules it holds fit in far less)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise too_big
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)  # bounded, should it grow meanwhile
+    if len(data) > MAX_FILE_BYTES:
+        raise too_big
+    return data
+
+
+def load(path: str) -> ConfigFile:
+    """Read and check a whole file; BadInput('FILE:LINE: ...') on the first problem."""
+    raw = _check_file(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BadInput(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f":{m.group(1)}" if m else ""
+        why = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise BadInput(f"{path}{where}: not valid TOML: {why}") from None
+    loc = _Locator(text)
+
+    def fail(line: int, message: str):
+        raise BadInput(f"{path}:{line}: {message}")
+
+    unknown = set(doc) - {"interfaces"}
+    if unknown:
+        key = sorted(unknown)[0]
+        fail((loc._find(rf"^\s*\[?\s*{re.escape(key)}\b") or 0) + 1,
+             f"unknown key {key!r}; the file holds [interfaces.NAME] tables")
+    interfaces = doc.get("interfaces", {})
+    if not isinstance(interfaces, dict):
+        fail(1, "interfaces must be tables: [interfaces.eth0]")
+    out: dict[str, InterfaceConfig] = {}
+    for name, body in interfaces.items():
+        first, _ = loc.section(name)
+        try:
+            validate.ifname(name)
+        except BadInput as exc:
+            fail(first + 1, str(exc))
+        if not isinstance(body, dict):
+            fail(first + 1, f"interfaces.{name} must be a table")
+        iface = InterfaceConfig(name, first + 1)
+        for key in body:
+            if key not in INTERFACE_KEYS:
+                fail(loc.key(name, key), f"unknown key {key!r} for an interface; known: "
+                                         f"{', '.join(sorted(INTERFACE_KEYS))}")
+        if "mode" in body:
+            if body["mode"] not in MODES:
+                fail(loc.key(name, "mode"), f"mode {body['mode']!r} is not one of: {', '.join(MODES)}")
+            iface.mode = body["mode"]
+        if "policy" in body:
+            if body["policy"] not in ("allow", "deny"):
+                fail(loc.key(name, "policy"), f"policy {body['policy']!r} is not allow or deny")
+            iface.policy = body["policy"]
+        if "drop_non_ip" in body:
+            if not isinstance(body["drop_non_ip"], bool):
+                fail(loc.key(name, "drop_non_ip"), "drop_non_ip must be true or false")
+            iface.drop_non_ip = body["drop_non_ip"]
+        rules = body.get("rules", [])
+        if not isinstance(rules, list):
+            fail(loc.key(name, "rules"), "rules must be a list of tables: rules = [ { action = \"drop\", ... } ]")
+        lines = loc.rules(name, len(rules))
+        seen: dict[tuple, int] = {}
+        for item, line in zip(rules, lines):
+            spec = _rule(item, line, fail)
+            if spec.identity in seen:
+                fail(line, f"duplicate rule: the same as line {seen[spec.identity]}")
+            seen[spec.identity] = line
+            iface.rules.append(spec)
+        if len(iface.rules) > contract.MAX_RULES:
+            fail(lines[contract.MAX_RULES], f"more than {contract.MAX_RULES:,} rules for {name}, "
+                 "the most xdpctl holds per interface")
+        general = [spec.line for spec in iface.rules if not spec.match.plain]
+        if len(general) > contract.MAX_GENERAL:
+            fail(general[contract.MAX_GENERAL],
+                 f"more than {contract.MAX_GENERAL:,} rules for {name} that match more than one prefix, "
+                 "the most xdpctl holds per interface (plain src or dst rules do not count)")
+        out[name] = iface
+    return ConfigFile(path, out)
+
+
+def _rule(item, line: int, fail) -> RuleSpec:
+    if not isinstance(item, dict):
+        fail(line, "a rule must be a table: { action = \"drop\", src = \"203.0.113.0/24\" }")
+    unknown = set(item) - RULE_KEYS
+    if unknown:
+        fail(line, f"unknown rule key {sorted(unknown)[0]!r}; known: {', '.join(sorted(RULE_KEYS))}")
+    if "action" not in item:
+        fail(line, "a rule needs an action: pass or drop")
+    try:
+        if not isinstance(item["action"], str) or item["action"] not in ACTIONS:
+            raise BadInput(f"action {item['action']!r} is not pass or drop")
+        action = ACTIONS[item["action"]]
+        priority = parse_priority(item["priority"], "priority") if "priority" in item else None
+        values = {k: v for k, v in item.items() if k in MATCH_KEYS}
+        for k, v in values.items():
+            if not isinstance(v, (str, int)) or isinstance(v, bool):
+                raise BadInput(f"{k} must be a string or a number, not {v!r}")
+        match = parse_match(values, file_label)
+    except BadInput as exc:
+        fail(line, str(exc))
+    return RuleSpec(action, match, priority, line)
+
+
+# --- writing -------------------------------------------------------------------
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml_value(name)
+
+
+def dump(interfaces: list[tuple[str, str, str, bool, list[Rule]]]) -> str:
+    """(name, mode, policy, drop_non_ip, rules in decision order) -> xdpctl.toml."""
+    out = ["# xdpctl configuration: `xdpctl apply FILE` makes the machine match it.", ""]
+    for name, mode, policy, drop_non_ip, rules in interfaces:
+        out.append(f"[interfaces.{_key(name)}]")
+        out.append(f"mode = {_toml_value(mode)}")
+        out.append(f"policy = {_toml_value(policy)}")
+        out.append(f"drop_non_ip = {_toml_value(drop_non_ip)}")
+        if rules:
+            out.append("rules = [")
+            for r in rules:
+                d = r.describe()
+                parts = [f"action = {_toml_value(d['action'])}"]
+                parts += [f"{k} = {_toml_value(v)}" for k, v in d["match"].items()]
+                if r.priority_set:
+                    parts.append(f"priority = {r.priority}")
+                out.append("  { " + ", ".join(parts) + " },")
+            out.append("]")
+        else:
+            out.append("rules = []")
+        out.append("")
+    return "\n".join(out)
+
+
+def write(path: str, text: str, mode: int = 0o600) -> None:
+    """Write a file whole or not at all (a temporary file, then rename), with
+    exactly mode (0600 unless said: a configuration is root's)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        os.fchmod(fd, mode)  # whatever the umask
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        hint = "; create its directory first" if exc.errno == errno.ENOENT else ""
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}{hint}") from None

@@ -1,0 +1,156 @@
+"""The rule engine's maps on bpffs: the tables of both generations, the
+generation switch (config), the recorded rules, and the per-rule hits.
+
+A change never edits what the program is using. It writes the other
+generation (rules and tables), then flips config.gen, one store the program
+reads per frame: a crash before the flip leaves the old state whole, after
+it the new one.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+
+from ..datapath import contract
+from ..kernel import libbpf
+from ..datapath.layout import Layout
+from .model import Rule
+
+_KEY0 = struct.pack("<I", 0)
+FLIP_SETTLE_S = 0.002  # frames in flight when gen flips finish well within this
+
+
+def create_tables(directory: str, layout: Layout) -> str:
+    """Create and pin the tables map of layout (both generations, zeroed).
+    It is mmapable: a change writes the inactive generation in place, with
+    no copy of tens of megabytes through a syscall."""
+    path = os.path.join(directory, layout.pin_tables())
+    fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "xdpctl_tables", 4, layout.tables_size, 2,
+                           libbpf.BPF_F_MMAPABLE)
+    try:
+        libbpf.obj_pin(fd, path)
+    finally:
+        os.close(fd)
+    return path
+
+
+def write_tables(path: str, gen: int, built, layout: Layout) -> None:
+    """Fill generation gen's tables from a tables.Built (which the program is
+    not reading: gen is the inactive one, or the program is not attached)."""
+    with libbpf.opened(path) as fd:
+        info = libbpf.map_info(fd)
+        if not info.flags & libbpf.BPF_F_MMAPABLE:  # made by an older xdpctl
+            libbpf.map_update(fd, struct.pack("<I", gen), built.tables(layout))
+            return
+        # An mmapable array lays its values out back to back, 8-byte aligned.
+        stride = (info.value_size + 7) & ~7
+        length = -(-info.max_entries * stride // mmap.PAGESIZE) * mmap.PAGESIZE
+        with mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as region:
+            view = memoryview(region)[gen * stride : gen * stride + info.value_size]
+            try:
+                built.fill(view, layout)
+            finally:
+                view.release()
+
+
+def read_tables(path: str, gen: int, size: int) -> bytes:
+    with libbpf.opened(path) as fd:
+        return libbpf.map_lookup(fd, struct.pack("<I", gen), size) or b""
+
+
+# --- config: the generation switch ---------------------------------------------
+
+
+def read_config(path: str) -> tuple[int, int, int, int]:
+    """(gen, rules, next_id, next_seq)."""
+    with libbpf.opened(path) as fd:
+        raw = libbpf.map_lookup(fd, _KEY0, contract.CONFIG.size)
+    gen, rules, next_id, next_seq, _zero, _pad = contract.CONFIG.unpack(raw)
+    return gen, rules, max(next_id, 1), max(next_seq, 1)
+
+
+def write_config(path: str, gen: int, rules: int, next_id: int, next_seq: int) -> None:
+    """One store: the flip. config.zero stays 0 (the verifier trick needs it)."""
+    with libbpf.opened(path) as fd:
+        libbpf.map_update(fd, _KEY0, contract.CONFIG.pack(gen, rules, next_id, next_seq, 0, 0))
+    time.sleep(FLIP_SETTLE_S)
+
+
+# --- the recorded rules ------------------------------------------------------------
+
+
+def read_rules_raw(path: str) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    """Both generations' rules as stored: id -> struct xdpctl_rule, per gen."""
+    with libbpf.opened(path) as fd:
+        entries = libbpf.map_lookup_batch(fd, contract.RULE_KEY.size, contract.RULE.size, 2 * contract.MAX_RULES)
+    out: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
+    for key, value in entries:
+        g, rule_id = contract.RULE_KEY.unpack(key)
+        out[g & 1][rule_id] = value
+    return out
+
+
+def read_rules(path: str, gen: int) -> list[Rule]:
+    return [Rule.unpack(raw) for raw in read_rules_raw(path)[gen].values()]
+
+
+def write_rules(path: str, gen: int, rules: list[Rule], stored: dict[int, bytes] | None = None) -> None:
+    """Make the rules of generation gen exactly these. stored: what gen holds
+    now (read when not given); only the difference is written."""
+    if stored is None:
+        stored = read_rules_raw(path)[gen]
+    packed = {r.id: r.pack() for r in rules}
+    gone = [rule_id for rule_id in stored if rule_id not in packed]
+    changed = [(rule_id, raw) for rule_id, raw in packed.items() if stored.get(rule_id) != raw]
+    with libbpf.opened(path) as fd:
+        libbpf.map_delete_batch(fd, b"".join(contract.RULE_KEY.pack(gen, i) for i in gone), len(gone))
+        libbpf.map_update_batch(fd, b"".join(contract.RULE_KEY.pack(gen, i) for i, _ in changed),
+                                b"".join(raw for _, raw in changed), len(changed))
+
+
+# --- hits --------------------------------------------------------------------------
+
+
+def _hits_value_size() -> int:
+    return contract.COUNTER.size * libbpf.possible_cpus()
+
+
+def read_hits(path: str, slots: int) -> dict[int, tuple[int, int]]:
+    """slot -> (packets, bytes), summed over CPUs, for slots with any."""
+    with libbpf.opened(path) as fd:
+        entries = libbpf.map_lookup_batch(fd, 4, _hits_value_size(), slots)
+    out = {}
+    for key, value in entries:
+        packets = nbytes = 0
+        for p, b in contract.COUNTER.iter_unpack(value):
+            packets += p
+            nbytes += b
+        if packets or nbytes:
+            out[struct.unpack("<I", key)[0]] = (packets, nbytes)
+    return out
+
+
+def zero_hits(path: str, slots: list[int]) -> None:
+    if not slots:
+        return
+    with libbpf.opened(path) as fd:
+        keys = b"".join(struct.pack("<I", s) for s in slots)
+        libbpf.map_update_batch(fd, keys, bytes(_hits_value_size() * len(slots)), len(slots))
+
+
+def add_hits(path: str, hits: dict[int, tuple[int, int]]) -> None:
+    """Add counts to slots (carrying hits over to a new hits map); the
+    amount goes to CPU 0's share."""
+    if not hits:
+        return
+    size = _hits_value_size()
+    with libbpf.opened(path) as fd:
+        for slot, (packets, nbytes) in hits.items():
+            key = struct.pack("<I", slot)
+            raw = bytearray(libbpf.map_lookup(fd, key, size) or bytes(size))
+            p, b = contract.COUNTER.unpack_from(raw, 0)
+            contract.COUNTER.pack_into(raw, 0, p + packets, b + nbytes)
+            libbpf.map_update(fd, key, bytes(raw))

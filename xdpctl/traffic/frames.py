@@ -1,0 +1,163 @@
+"""The only module that builds frames with scapy: traffic profiles, and pcap
+replay. Frames are built once, as bytes; sending them is xdpctl/traffic/sender.py's
+job, without scapy, so floods are not held back by scapy's per-packet cost.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+
+from scapy.contrib.lldp import (  # noqa: E402 - after silencing scapy's import chatter
+    LLDPDUChassisID,
+    LLDPDUEndOfLLDPDU,
+    LLDPDUPortID,
+    LLDPDUTimeToLive,
+)
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, IPOption_Router_Alert  # noqa: E402
+from scapy.layers.inet6 import (  # noqa: E402
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
+from scapy.layers.l2 import ARP, LLC, STP, Dot1AD, Dot1Q, Dot3, Ether  # noqa: E402
+from scapy.packet import Padding, Raw  # noqa: E402
+from scapy.utils import PcapReader, wrpcap  # noqa: E402
+
+from .endpoints import Endpoints  # noqa: E402
+
+PROFILES = ("mix", "ip", "non-ip", "syn-flood", "udp-flood", "icmp-flood")
+LLDP_MAC = "01:80:c2:00:00:0e"
+STP_MAC = "01:80:c2:00:00:00"
+MAX_DISTINCT_SOURCES = 1024  # a flood cycles through at most this many built frames
+
+
+def _eth(ep: Endpoints, vlans: tuple[int, ...] = ()):
+    """Ethernet with zero, one (802.1Q) or two (802.1ad outer, 802.1Q inner) tags."""
+    frame = Ether(src=ep.src_mac, dst=ep.dst_mac)
+    if len(vlans) == 2:
+        frame = frame / Dot1AD(vlan=vlans[0]) / Dot1Q(vlan=vlans[1])
+    elif len(vlans) == 1:
+        frame = frame / Dot1Q(vlan=vlans[0])
+    return frame
+
+
+def _payload(n: int = 18) -> Raw:
+    return Raw(b"xdpctl" + bytes(range(n - 6)))
+
+
+def _mix(ep: Endpoints, vlans: tuple[int, ...]) -> list:
+    e = lambda: _eth(ep, vlans)  # noqa: E731 - a fresh Ether each time
+    ip4 = lambda **kw: IP(src=ep.src4, dst=ep.dst4, **kw)  # noqa: E731
+    ip6 = lambda **kw: IPv6(src=ep.src6, dst=ep.dst6, **kw)  # noqa: E731
+    udp = UDP(sport=ep.sport, dport=ep.dport)
+    tcp = TCP(sport=ep.sport, dport=80, flags="S")
+    return [
+        e() / ip4() / tcp,
+        e() / ip4() / udp / _payload(),
+        e() / ip4() / ICMP(type=8) / _payload(),
+        e() / ip4(proto=47) / Raw(b"\x00\x00\x08\x00" + bytes(20)),  # GRE
+        e() / ip4(options=[IPOption_Router_Alert(), IPOption_NOP(), IPOption_NOP(), IPOption_NOP(), IPOption_NOP()])
+        / udp / _payload(),
+        e() / ip4(flags="MF", frag=0, id=7) / UDP(sport=ep.sport, dport=ep.dport, len=64) / _payload(24),
+        e() / ip4(frag=4, id=7, proto=17) / Raw(bytes(32)),  # a later fragment: no UDP header
+        e() / ip6() / TCP(sport=ep.sport, dport=443, flags="S"),
+        e() / ip6() / udp / _payload(),
+        e() / ip6() / ICMPv6EchoRequest() / _payload(),
+        e() / ip6() / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / udp / _payload(),
+        e() / ip6() / IPv6ExtHdrRouting(addresses=[ep.dst6]) / TCP(sport=ep.sport, dport=22, flags="S"),
+        e() / ip6() / IPv6ExtHdrFragment(m=1, id=9) / udp / _payload(),
+        e() / ip6(nh=59),  # no next header
+        _eth(ep, vlans or (100,)) / ip4() / udp / _payload(),
+        _eth(ep, (200, 100)) / ip6() / TCP(sport=ep.sport, dport=80, flags="S"),
+        _eth(ep, vlans or (100,)) / ip6() / ICMPv6EchoRequest(),
+        Ether(src=ep.src_mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=ep.src_mac, psrc=ep.src4, pdst=ep.dst4),
+        Ether(src=ep.src_mac, dst=LLDP_MAC, type=0x88CC)
+        / LLDPDUChassisID(subtype=4, id=ep.src_mac)
+        / LLDPDUPortID(subtype=5, id=b"peer0")
+        / LLDPDUTimeToLive(ttl=120)
+        / LLDPDUEndOfLLDPDU(),
+        Dot3(src=ep.src_mac, dst=STP_MAC) / LLC() / STP(),
+        e() / ip4(proto=132) / Raw(bytes(16)),  # SCTP: ipv4/other
+    ]
+
+
+def _sources(cidr: str | None, n: int, rng: random.Random) -> list[str | None]:
+    if not cidr:
+        return [None]
+    net = ipaddress.ip_network(cidr, strict=False)
+    if net.num_addresses <= n:
+        return [str(a) for a in (net if net.num_addresses <= 2 else net.hosts())] or [str(net.network_address)]
+    return [str(net.network_address + rng.randrange(net.num_addresses)) for _ in range(n)]
+
+
+def _flood(kind: str, ep: Endpoints, vlans: tuple[int, ...], src: str | None) -> object:
+    if src and ":" in src:
+        l3 = IPv6(src=src, dst=ep.dst6)
+    else:
+        l3 = IP(src=src or ep.src4, dst=ep.dst4)
+    if kind == "syn-flood":
+        l4 = TCP(sport=ep.sport, dport=ep.dport, flags="S", seq=1)
+    elif kind == "udp-flood":
+        l4 = UDP(sport=ep.sport, dport=ep.dport) / _payload()
+    elif isinstance(l3, IPv6):
+        l4 = ICMPv6EchoRequest() / _payload()
+    else:
+        l4 = ICMP(type=8) / _payload()
+    return _eth(ep, vlans) / l3 / l4
+
+
+def _pad(pkt, size: int | None) -> bytes:
+    raw = bytes(pkt)
+    if size and len(raw) < size:
+        raw = bytes(pkt / Padding(bytes(size - len(raw))))
+    return raw
+
+
+def build(
+    profile: str,
+    ep: Endpoints,
+    *,
+    vlans: tuple[int, ...] = (),
+    src_cidr: str | None = None,
+    size: int | None = None,
+    seed: int = 0,
+) -> list[bytes]:
+    """The distinct frames of a profile, as bytes. Sending cycles through them."""
+    rng = random.Random(seed)
+    if profile == "mix":
+        pkts = _mix(ep, vlans)
+    elif profile == "ip":
+        pkts = [p for p in _mix(ep, vlans) if p.haslayer(IP) or p.haslayer(IPv6)]
+    elif profile == "non-ip":
+        pkts = [p for p in _mix(ep, vlans) if not (p.haslayer(IP) or p.haslayer(IPv6))]
+    elif profile in ("syn-flood", "udp-flood", "icmp-flood"):
+        pkts = [_flood(profile, ep, vlans, s) for s in _sources(src_cidr, MAX_DISTINCT_SOURCES, rng)]
+    else:
+        raise ValueError(profile)
+    return [_pad(p, size) for p in pkts]
+
+
+def read_pcap(path: str) -> list[bytes]:
+    """Every frame of a pcap or pcapng file, as bytes."""
+    with PcapReader(path) as reader:
+        return [bytes(p) for p in reader]
+
+
+def write_pcap(path: str, frames: list[bytes]) -> None:
+    wrpcap(path, [Ether(f) for f in frames])
+
+
+def udp_frame(ep: Endpoints, payload: bytes) -> bytes:
+    """One IPv4/UDP frame to ep.dst4:ep.dport carrying payload."""
+    return bytes(_eth(ep) / IP(src=ep.src4, dst=ep.dst4) / UDP(sport=ep.sport, dport=ep.dport) / Raw(payload))
+
+
+def describe(frame: bytes) -> str:
+    return Ether(frame).summary()
