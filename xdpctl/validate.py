@@ -18,3 +18,16 @@ def ifname(name: str) -> str:
     if name in (".", "..") or "/" in name or ":" in name or any(c.isspace() for c in name):
         raise BadInput(f"{name!r} is not a valid interface name")
     return name
+
+
+def netns(name: str) -> str:
+    """A --netns value: an `ip netns` name, or the path of a namespace file
+    (/proc/PID/ns/net). "No namespace" is None, never a string: an empty or
+    blank name (an unset shell variable, `--netns "$NS"`) is refused rather
+    than read as the current namespace, which is usually the host's."""
+    if not name.strip():
+        raise BadInput(f"{name!r} names no network namespace; give a name from `ip netns list` "
+                       "(or leave --netns out to act in the current namespace)")
+    if name in (".", ".."):
+        raise BadInput(f"{name!r} is not a network namespace name; `ip netns list` lists them")
+    return name

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from xdpctl.kernel import privileges
 from xdpctl.cli.app import App
-from xdpctl.cli import cli
+from xdpctl.cli import cli, main
 
 runner = CliRunner()
 
@@ -70,6 +72,32 @@ def test_stats_needs_cap_bpf(monkeypatch):
 
 def test_unknown_netns_is_one_line():
     assert_one_line_error(run("--netns", "xdpctl-no-such-ns", "status"), 2, "xdpctl-no-such-ns")
+
+
+BLANK = st.text(alphabet=" \t\n\r\x0b\x0c", max_size=4)
+
+
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=BLANK)
+def test_an_empty_or_blank_netns_is_refused_not_taken_for_the_host(monkeypatch, capsys, name):
+    """`xdpctl --netns "$NS" attach eth0 --policy deny` with NS unset must not
+    act on the root namespace: one line, exit 2, and nothing is called."""
+    import xdpctl.lifecycle.attach
+    from xdpctl.errors import BadInput
+
+    calls = []
+    monkeypatch.setattr(xdpctl.lifecycle.attach, "attach", lambda *a, **kw: calls.append(a))
+    for args in (["--netns", name, "attach", "eth0", "--policy", "deny"],
+                 ["gen", "--netns", name, "--iface", "eth0", "--count", "1"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(args)  # the entry point: the root group's own options are parsed before invoke
+        out, err = capsys.readouterr()
+        assert exit_.value.code == 2 and out == "", (args, out, err)
+        assert err.count("\n") == 1 and err.startswith("xdpctl: error: ") and "Traceback" not in err
+        assert "--netns" in err and "names no network namespace" in err
+    assert calls == []
+    with pytest.raises(BadInput, match="names no network namespace"):
+        App(netns=name)
 
 
 def test_internal_errors_are_one_line_and_exit_70(monkeypatch):

@@ -21,6 +21,7 @@ import click
 
 from .. import __version__
 from .app import App
+from .params import NETNS
 from ..errors import XdpctlError
 
 EXIT_BUG = 70
@@ -102,7 +103,7 @@ class XdpctlGroup(click.Group):
 
 
 @click.group(cls=XdpctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--netns", metavar="NAME", help="Act inside the network namespace NAME (`ip netns`).")
+@click.option("--netns", type=NETNS, metavar="NAME", help="Act inside the network namespace NAME (`ip netns`).")
 @click.option("-v", "--verbose", is_flag=True, help="Show compiler and verifier output, and tracebacks.")
 @click.version_option(__version__, "--version", prog_name="xdpctl")
 @click.pass_context

@@ -8,19 +8,21 @@ from __future__ import annotations
 import os
 from functools import cached_property
 
+from .. import validate
 from ..lifecycle.state import STATE_ROOT, State
 
 
 class App:
     def __init__(self, netns: str | None = None, verbose: bool = False, state_root: str = STATE_ROOT):
-        self.netns = netns
+        # None is "the current namespace"; a name that is empty is refused, never taken for it.
+        self.netns = None if netns is None else validate.netns(netns)
         self.verbose = verbose
         self.state_root = state_root
         self._entered = False
 
     def enter_netns(self) -> None:
         """Move into --netns (once, before any socket is opened)."""
-        if self.netns and not self._entered:
+        if self.netns is not None and not self._entered:
             from ..kernel.netlink import enter_netns
 
             enter_netns(self.netns)

@@ -50,7 +50,7 @@ def interface_names(netns: str | None = None) -> list[str]:
     namespace it was mounted in, so inside --netns the kernel is asked
     (if_nameindex, one netlink dump by libc)."""
     try:
-        if netns:
+        if netns is not None:
             if not enter_netns(netns):
                 return []
             return sorted(name for _, name in socket.if_nameindex())
@@ -67,7 +67,7 @@ def recorded_rules(ifname: str, netns: str | None = None, state_root: str = STAT
     without resolving the link through netlink: completion must stay cheap,
     and a stale candidate only earns the one-line error `rule del` gives."""
     try:
-        if netns and not enter_netns(netns):
+        if netns is not None and not enter_netns(netns):
             return []
         ino = os.stat("/proc/thread-self/ns/net").st_ino
         att = State(state_root).attachment(ino, socket.if_nametoindex(ifname))

@@ -6,12 +6,12 @@ import sys
 
 import click
 
-from .params import IFACE, json_option
+from .params import IFACE, NETNS, json_option
 
 
 @click.command()
 @click.option("--lab", "lab_name", metavar="NAME", help="Send from lab NAME's peer to its host end.")
-@click.option("--netns", metavar="NS", help="Without --lab: the namespace to send from.")
+@click.option("--netns", type=NETNS, metavar="NS", help="Without --lab: the namespace to send from.")
 @click.option("--iface", type=IFACE, help="Without --lab: the interface to send on.")
 @click.option("--profile", type=click.Choice(["mix", "ip", "non-ip", "syn-flood", "udp-flood", "icmp-flood"]),
               default="mix", show_default=True, help="What to send.")
@@ -76,7 +76,7 @@ def _target(lab_name, netns, root_netns, iface, dsts, src_mac, dst_mac, sport, d
         return Target(lab.peer_if, lab.netns, ep, lab.host_if)
     if not iface:
         raise BadInput("say where to send from: --lab NAME, or --iface IF (with --netns NS if it is in one)")
-    netns = netns or root_netns  # `xdpctl --netns NS gen --iface IF` means the same as `gen --netns NS`
+    netns = netns if netns is not None else root_netns  # `xdpctl --netns NS gen --iface IF` means the same as `gen --netns NS`
     from ..kernel.netlink import Netlink
 
     with Netlink(namespace=netns) as nl:

@@ -30,13 +30,29 @@ class InterfaceName(click.ParamType):
 
 IFACE = InterfaceName()
 
+
+class NetnsName(click.ParamType):
+    name = "NAME"
+
+    def convert(self, value, param, ctx):
+        if ctx is not None and ctx.resilient_parsing:
+            return value  # completing: a name that names nothing offers nothing (not the host's names)
+        try:
+            return validate.netns(value)
+        except BadInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+NETNS = NetnsName()
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _netns(ctx: click.Context) -> str | None:
     """The namespace of the command line being completed: the command's own
     --netns (gen has one), else xdpctl's."""
-    return ctx.params.get("netns") or ctx.find_root().params.get("netns")
+    own = ctx.params.get("netns")
+    return own if own is not None else ctx.find_root().params.get("netns")
 
 
 def complete_rule_ids(ctx, param, incomplete):

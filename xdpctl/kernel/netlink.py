@@ -106,6 +106,7 @@ def _extack(exc: NetlinkError) -> str:
 
 
 def _netns_path(name: str) -> str:
+    validate.netns(name)  # never "" for the current namespace: that is None
     return name if "/" in name else os.path.join(NETNS_RUN_DIR, name)
 
 
@@ -142,7 +143,7 @@ class Netlink:
 
     def __init__(self, namespace: str | None = None):
         try:
-            if namespace:
+            if namespace is not None:
                 if not os.path.exists(_netns_path(namespace)):
                     raise BadInput(f"no network namespace named {namespace!r}; `ip netns list` lists them")
                 # flags=0: never create the namespace (pyroute2's default would).
@@ -328,7 +329,7 @@ class Netlink:
 @contextlib.contextmanager
 def in_netns(namespace: str | None) -> Iterator[None]:
     """Run the body with this thread in a network namespace (never creating it)."""
-    if not namespace:
+    if namespace is None:
         yield
         return
     try:
