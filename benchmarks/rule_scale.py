@@ -24,13 +24,14 @@ import os
 import tempfile
 
 from common import PY, XDPCTL, print_table, run, summary, throwaway_lab
+from xdpctl import safe_files
 from xdpctl.rules import config_file, synthetic
 from xdpctl.rules.model import ACTIONS, Rule, parse_match
 
 
 def write_file(directory: str, name: str, ifname: str, rules: list[Rule]) -> str:
     path = os.path.join(directory, name)
-    config_file.write(path, config_file.dump([(ifname, "native", "allow", False, rules)]))
+    safe_files.write(path, config_file.dump([(ifname, "native", "allow", False, rules)]))
     return path
 
 

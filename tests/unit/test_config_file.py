@@ -181,7 +181,7 @@ def test_past_the_rule_limits_the_line_of_the_first_rule_too_many():
 
 
 def test_write_is_whole_or_nothing_and_a_missing_directory_is_one_line(tmp_path):
-    from xdpctl.rules.config_file import write
+    from xdpctl.safe_files import write
 
     target = tmp_path / "xdpctl.toml"
     write(str(target), "[interfaces]\n")

@@ -51,6 +51,18 @@ def test_every_layer_is_declared():
     assert set(LAYERS) <= declared
 
 
+def test_every_module_at_the_top_is_in_the_floor():
+    """A module beside the subpackages (errors, validate, ...) is the floor
+    every layer may use, so it must be declared there: one left out would be
+    free to import any layer, and the layering would not hold."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c for c in config["contracts"] if c["type"] == "layers"]
+    floor = {name.strip() for name in layers["layers"][-1].replace("|", ":").split(":")}
+    modules = {f"xdpctl.{p.stem}" for p in (REPO / "xdpctl").glob("*.py")
+               if p.stem not in ("__init__", "__main__")}
+    assert modules == floor
+
+
 @pytest.mark.parametrize("module, line, broken", [
     ("kernel/headers.py", "from ..rules import model", "each layer imports only the layers below it"),
     ("datapath/layout.py", "from ..lifecycle import state", "each layer imports only the layers below it"),

@@ -15,11 +15,11 @@ def command(app, ifaces, output):
     """Write the running configuration as an xdpctl.toml file; applying it
     back changes nothing."""
     from ..lifecycle.apply import export
-    from ..rules.config_file import write
+    from ..safe_files import write
 
     text = export(app, ifaces)
     if not output:
         click.echo(text, nl=False)
         return
-    write(output, text)
+    write(output, text, 0o600)
     click.echo(f"wrote {output}")

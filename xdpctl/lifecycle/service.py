@@ -108,7 +108,7 @@ def _read(path: str) -> str | None:
 
 
 def _write(path: str, text: str) -> None:
-    from ..rules.config_file import write
+    from ..safe_files import write
 
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)

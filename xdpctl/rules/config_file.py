@@ -16,8 +16,6 @@ before anything changes: the first problem is reported as FILE:LINE.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import re
 import stat
@@ -25,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from ..datapath import contract
-from .. import validate
+from .. import safe_files, validate
 from ..errors import BadInput
 from .model import ACTIONS, MATCH_KEYS, Match, Rule, file_label, parse_match, parse_priority
 
@@ -134,37 +132,24 @@ class _Locator:
         return out + [start + 1] * (count - len(out))
 
 
-def _check_file(path: str) -> bytes:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except PermissionError:
-        raise BadInput(f"{path}: cannot be read (permission denied)") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise BadInput(f"{path} is a directory; give the xdpctl.toml file in it")
-    if not stat.S_ISREG(st.st_mode):
-        raise BadInput(f"{path} is not a regular file")
-    if st.st_uid not in (0, os.geteuid()):
-        raise BadInput(f"{path} is owned by uid {st.st_uid}, not by root: it decides what reaches this "
-                       "machine, so xdpctl reads it only from root (chown root)")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise BadInput(f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}): it decides what "
-                       "reaches this machine, so xdpctl refuses it (chmod go-w)")
-    too_big = BadInput(f"{path} is larger than {MAX_FILE_BYTES:,} bytes, the most xdpctl reads of a "
-                       "configuration file (the most rules it holds fit in far less)")
-    if st.st_size > MAX_FILE_BYTES:
-        raise too_big
-    with open(path, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)  # bounded, should it grow meanwhile
-    if len(data) > MAX_FILE_BYTES:
-        raise too_big
-    return data
+def _trusted(path: str):
+    """The rule file's own test, of the descriptor it is read from."""
+
+    def check(st: os.stat_result) -> None:
+        if st.st_uid not in (0, os.geteuid()):
+            raise BadInput(f"{path} is owned by uid {st.st_uid}, not by root: it decides what reaches this "
+                           "machine, so xdpctl reads it only from root (chown root)")
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise BadInput(f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}): it decides "
+                           "what reaches this machine, so xdpctl refuses it (chmod go-w)")
+
+    return check
 
 
 def load(path: str) -> ConfigFile:
     """Read and check a whole file; BadInput('FILE:LINE: ...') on the first problem."""
-    raw = _check_file(path)
+    raw = safe_files.read(path, MAX_FILE_BYTES, what="a configuration file (the most rules it holds fit "
+                          "in far less)", check=_trusted(path)).data
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -303,20 +288,3 @@ def dump(interfaces: list[tuple[str, str, str, bool, list[Rule]]]) -> str:
             out.append("rules = []")
         out.append("")
     return "\n".join(out)
-
-
-def write(path: str, text: str, mode: int = 0o600) -> None:
-    """Write a file whole or not at all (a temporary file, then rename), with
-    exactly mode (0600 unless said: a configuration is root's)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        os.fchmod(fd, mode)  # whatever the umask
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        hint = "; create its directory first" if exc.errno == errno.ENOENT else ""
-        raise BadInput(f"cannot write {path}: {exc.strerror or exc}{hint}") from None

@@ -144,9 +144,10 @@ def build(
     return [_pad(p, size) for p in pkts]
 
 
-def read_pcap(path: str) -> list[bytes]:
-    """Every frame of a pcap or pcapng file, as bytes."""
-    with PcapReader(path) as reader:
+def read_pcap(capture) -> list[bytes]:
+    """Every frame of a pcap or pcapng capture (a path, or a file opened
+    for reading), as bytes."""
+    with PcapReader(capture) as reader:
         return [bytes(p) for p in reader]
 
 

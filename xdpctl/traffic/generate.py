@@ -94,8 +94,13 @@ def build_frames(req: GenRequest, ep: Endpoints) -> list[bytes]:
     from . import frames  # scapy: only when frames are really built
 
     if req.pcap:
+        from ..safe_files import open_file
+
         try:
-            out = frames.read_pcap(req.pcap)
+            with open_file(req.pcap) as capture:  # opened once, never through a link
+                out = frames.read_pcap(capture)
+        except BadInput:
+            raise
         except Exception as exc:  # noqa: BLE001 - scapy raises many kinds
             raise BadInput(f"cannot read {req.pcap!r} as a pcap or pcapng capture: {exc}") from None
         if not out:
