@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -180,18 +181,125 @@ def test_install_enables_and_uninstall_removes(root):
     assert again.exit_code == 0 and "nothing to do" in again.stdout
 
 
-def test_failed_enable_puts_everything_back(root, monkeypatch, tmp_path):
+def tree(top: Path) -> dict[str, tuple]:
+    """Every entry under top: (kind, mode, bytes or link target)."""
+    out = {}
+    for entry in sorted(top.rglob("*")):
+        st = entry.lstat()
+        if entry.is_symlink():
+            out[str(entry.relative_to(top))] = ("link", os.readlink(entry))
+        elif entry.is_dir():
+            out[str(entry.relative_to(top))] = ("dir", stat.S_IMODE(st.st_mode))
+        else:
+            out[str(entry.relative_to(top))] = ("file", stat.S_IMODE(st.st_mode), entry.read_bytes())
+    return out
+
+
+@pytest.fixture
+def no_systemctl(monkeypatch, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # the install then fails at `systemctl enable`
+
+
+def test_failed_enable_puts_everything_back(root, no_systemctl):
+    """Exactly as it was: the older unit with its bytes and its mode, and no
+    directory the failed install made (etc/default/ was left behind)."""
     unit = root / UNIT_PATH
     unit.parent.mkdir(parents=True)
     unit.write_text("# an older unit\n")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))  # no systemctl
+    unit.chmod(0o600)
+    before = tree(root)
     result = run("service", "install", "--root", str(root), "--xdpctl", XDPCTL)
     one_line_error(result, 1, "systemctl is not installed", "nothing was installed", "--no-enable")
-    assert unit.read_text() == "# an older unit\n"
-    assert not (root / "etc/default").exists() or not os.listdir(root / "etc/default")
-    assert sorted(os.listdir(unit.parent)) == ["xdpctl.service"]
+    assert tree(root) == before
+    (root / "etc").chmod(0o755)
+    shutil.rmtree(root / "etc")
+    before = tree(root)
+    one_line_error(run("service", "install", "--root", str(root), "--xdpctl", XDPCTL), 1, "systemctl")
+    assert tree(root) == before  # not even etc/
+
+
+# --- an attacker who can write in the staging tree ------------------------------------
+
+
+TOOLS = {name: shutil.which(name) or f"/usr/bin/{name}" for name in ("setpriv", "mkdir", "ln")}
+
+
+def as_attacker(*argv: str) -> None:
+    """Run argv as nobody (the tests may run as root, or as nobody already)."""
+    argv = (TOOLS[argv[0]], *argv[1:])
+    if os.geteuid() == 0:
+        argv = (TOOLS["setpriv"], "--reuid=65534", "--regid=65534", "--clear-groups", "--", *argv)
+    subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def shared_root(tmp_path):
+    """A staging tree that others may write in (mode 1777 at every level
+    an attacker needs), with an xdpctl at /usr/bin/xdpctl, and a file only
+    its owner may read (a secret) outside it."""
+    base = Path(tempfile.mkdtemp(prefix="xdpctl-shared-"))
+    base.chmod(0o755)
+    path = base / "root"
+    exe = path / "usr" / "bin" / "xdpctl"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    path.chmod(0o1777)
+    secret = base / "secret"
+    secret.write_text("root's secret\n")
+    secret.chmod(0o600)
+    try:
+        yield path, secret
+    finally:
+        shutil.rmtree(base)
+
+
+def test_install_reads_no_unit_through_a_link_and_copies_nothing_out(shared_root, no_systemctl):
+    """A link planted at the unit's path was read through, and a failed
+    install "put back" its target as a new 0644 file: a root-only file
+    became world-readable. The link is now refused and left as it is."""
+    root, secret = shared_root
+    as_attacker("mkdir", "-p", str(root / "etc/systemd/system"))
+    as_attacker("ln", "-s", str(secret), str(root / UNIT_PATH))
+    before = tree(root)
+    result = run("service", "install", "--root", str(root), "--xdpctl", XDPCTL)
+    one_line_error(result, 1, f"{root / UNIT_PATH} is a symbolic link (to {secret})", "systemctl unmask")
+    assert tree(root) == before
+    assert not any(entry[-1] == secret.read_bytes() for entry in tree(root).values())
+    assert secret.read_text() == "root's secret\n" and stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("linked", ["etc", "etc/systemd", "etc/systemd/system", "etc/default"])
+def test_install_writes_nothing_through_a_linked_directory(shared_root, tmp_path, linked):
+    """DIR/etc -> /etc made `--root DIR` write the host's unit. Every
+    directory below DIR is opened without following a link, and a link is
+    refused before anything is written."""
+    root, _ = shared_root
+    outside = root.parent / "outside"
+    outside.mkdir(mode=0o777)
+    outside.chmod(0o777)
+    as_attacker("mkdir", "-p", str(outside / "systemd/system"), str(outside / "default"),
+                str(root / os.path.dirname(linked)))
+    as_attacker("ln", "-s", str(outside / linked.partition("/")[2] if "/" in linked else outside),
+                str(root / linked))
+    before, outside_before = tree(root), tree(outside)
+    result = run("service", "install", "--root", str(root), "--no-enable", "--xdpctl", XDPCTL)
+    one_line_error(result, 1, f"{root / linked} is a symbolic link", "real directories")
+    assert tree(outside) == outside_before
+    assert tree(root) == before
+
+
+def test_uninstall_removes_nothing_through_a_linked_directory(shared_root):
+    root, _ = shared_root
+    outside = root.parent / "outside"
+    (outside / "systemd/system").mkdir(parents=True)
+    (outside / "systemd/system/xdpctl.service").write_text("the host's unit\n")
+    as_attacker("ln", "-s", str(outside), str(root / "etc"))
+    result = run("service", "uninstall", "--root", str(root))
+    one_line_error(result, 1, f"{root}/etc is a symbolic link")
+    assert (outside / "systemd/system/xdpctl.service").read_text() == "the host's unit\n"
 
 
 def test_uninstall_without_systemctl_removes_the_link(root, monkeypatch, tmp_path):
@@ -218,7 +326,7 @@ def test_install_errors_are_one_line(root, tmp_path, fake_xdpctl):
                    2, "absolute path")
     (root / "etc").write_text("a file where a directory must be")  # fails even as root
     one_line_error(run("service", "install", "--root", str(root), "--xdpctl", XDPCTL),
-                   1, "cannot write", "needs root")
+                   1, f"{root}/etc is not a directory")
 
 
 def test_stop_hook_keeps_by_default_and_rejects_bad_values(tmp_path):

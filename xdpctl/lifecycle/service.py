@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import safe_files
 from ..errors import BadInput, ForeignProgram, InterfaceGone, InterfaceNotFound, NotManaged, XdpctlError
 
 UNIT = "xdpctl.service"
@@ -97,35 +99,35 @@ def systemctl(root: str, args: list[str], then: str) -> None:
         raise XdpctlError(f"`{' '.join(words)}` failed: {why}; {then}")
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except (FileNotFoundError, NotADirectoryError):
+UNIT_BYTES = 1 << 20  # the most xdpctl reads of a unit it is about to replace
+NEEDS_ROOT = "installing the unit needs root (or --root DIR to write under DIR)"
+
+
+def _before(unit_dir: int, unit_path: str) -> safe_files.Contents | None:
+    """The unit there now, to put back if the install fails: read from the
+    descriptor, never through a link (a masked unit is a link to /dev/null)."""
+    if not _lexists(unit_dir, UNIT):
         return None
-    except OSError as exc:
-        raise XdpctlError(f"cannot read {path}: {exc.strerror}; installing the unit needs root") from None
-
-
-def _write(path: str, text: str) -> None:
-    from ..safe_files import write
-
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write(path, text, mode=0o644)
-    except (OSError, BadInput) as exc:
-        why = f"cannot write {path}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
-        raise XdpctlError(f"{why}; installing the unit needs root (or --root DIR to write under DIR)") from None
+        return safe_files.read(unit_path, UNIT_BYTES, what="a unit file", dir_fd=unit_dir, name=UNIT)
+    except safe_files.UnsafePath as exc:
+        raise safe_files.UnsafePath(exc.path, exc.target, f"remove it first (a masked unit: `systemctl unmask "
+                                    f"{UNIT}`)") from None
 
 
-def _put_back(path: str, before: str | None) -> None:
+def _lexists(dir_fd: int, name: str) -> bool:
     try:
-        if before is None:
-            os.remove(path)
-        else:
-            _write(path, before)
-    except (OSError, XdpctlError):
-        pass  # the first error is the one reported
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _failed(exc: BadInput) -> XdpctlError:
+    """A file or directory xdpctl cannot use: a refusal (exit 1) saying what to do."""
+    if isinstance(exc, safe_files.NotPermitted):
+        return XdpctlError(f"{exc}; {NEEDS_ROOT}")
+    return XdpctlError(str(exc))
 
 
 @dataclass
@@ -149,29 +151,60 @@ def install(root: str = "/", enable: bool = True, xdpctl: str | None = None) -> 
     text = render(exe)
     unit_path = _under(root, f"{UNIT_DIR}/{UNIT}")
     env_path = _under(root, ENV_FILE)
-    unit_before = _read(unit_path)
-    env_written = None
-    try:
-        _write(unit_path, text)
-        if not os.path.exists(env_path):
-            _write(env_path, (SHIPPED / "xdpctl.default").read_text())
-            env_written = env_path
-        undone = ("nothing was installed; fix that and try again, or use --no-enable "
-                  f"and run `xdpctl apply {CONFIG}` at boot another way")
-        if _live(root):
-            systemctl(root, ["daemon-reload"], undone)
-        if enable:
-            systemctl(root, ["enable", UNIT], undone)
-    except BaseException:
-        _put_back(unit_path, unit_before)
-        if env_written:
-            _put_back(env_written, None)
-        raise
-    result = Installed(unit_path, exe, enable, env_written)
+    env_dir_name, env_name = os.path.split(ENV_FILE)
+    # Every directory and file from root down is opened without following a
+    # link: nothing outside root is read or written, and what a failure
+    # puts back is exactly what was there (its bytes and its mode).
+    with _tree(root) as tree:
+        unit_dir = before = env_dir = None
+        unit_written = env_written = False
+        try:
+            unit_dir = tree.dir(UNIT_DIR, create=0o755)
+            before = _before(unit_dir, unit_path)
+            unit_written = safe_files.write(unit_path, text, 0o644, dir_fd=unit_dir, name=UNIT)
+            env_dir = tree.dir(env_dir_name, create=0o755)
+            # Never overwritten: the administrator's choice of XDPCTL_DETACH_ON_STOP stays.
+            env_written = safe_files.write(env_path, (SHIPPED / "xdpctl.default").read_text(), 0o644,
+                                           dir_fd=env_dir, name=env_name, exclusive=True)
+            undone = ("nothing was installed; fix that and try again, or use --no-enable "
+                      f"and run `xdpctl apply {CONFIG}` at boot another way")
+            if _live(root):
+                systemctl(root, ["daemon-reload"], undone)
+            if enable:
+                systemctl(root, ["enable", UNIT], undone)
+        except BaseException as exc:
+            if unit_written:
+                _put_back(unit_dir, UNIT, unit_path, before)
+            if env_written:
+                _put_back(env_dir, env_name, env_path, None)
+            tree.remove_created()
+            if isinstance(exc, BadInput):
+                raise _failed(exc) from None
+            raise
+    result = Installed(unit_path, exe, enable, env_path if env_written else None)
     if not os.path.exists(_under(root, CONFIG)):
         result.notes.append(f"{CONFIG} does not exist yet, so the service will not start until it does "
                             f"(`mkdir -p {os.path.dirname(CONFIG)} && xdpctl export -o {CONFIG}` writes what runs now)")
     return result
+
+
+def _tree(root: str) -> safe_files.Tree:
+    try:
+        return safe_files.Tree(root)
+    except BadInput as exc:
+        raise _failed(exc) from None
+
+
+def _put_back(dir_fd: int, name: str, path: str, before: safe_files.Contents | None) -> None:
+    """Put what this install wrote back as it was: removed, or the bytes
+    read before, with their mode."""
+    try:
+        if before is None:
+            os.unlink(name, dir_fd=dir_fd)
+        else:
+            safe_files.write(path, before.data, stat.S_IMODE(before.stat.st_mode), dir_fd=dir_fd, name=name)
+    except (OSError, BadInput):
+        pass  # the first error is the one reported
 
 
 @dataclass
@@ -183,24 +216,40 @@ class Uninstalled:
 def uninstall(root: str = "/") -> Uninstalled:
     """Disable (and, on the running system, stop) the unit and remove it.
     Stopping does what XDPCTL_DETACH_ON_STOP says; the configuration and
-    /etc/default/xdpctl stay."""
+    /etc/default/xdpctl stay. Nothing outside root is removed: the unit's
+    directory is opened without following a link."""
     root = _check_root(root)
     unit_path = _under(root, f"{UNIT_DIR}/{UNIT}")
-    if not os.path.exists(unit_path):
-        return Uninstalled(unit_path, False)
-    if shutil.which("systemctl"):
-        systemctl(root, ["disable", *(["--now"] if _live(root) else []), UNIT], f"{unit_path} is still there")
-    else:  # what `systemctl disable` would remove
-        wants = _under(root, f"{UNIT_DIR}/{WANTED_BY}.wants/{UNIT}")
-        if os.path.islink(wants):
-            os.remove(wants)
-    try:
-        os.remove(unit_path)
-    except OSError as exc:
-        raise XdpctlError(f"cannot remove {unit_path}: {exc.strerror}; removing the unit needs root") from None
+    with _tree(root) as tree:
+        try:
+            unit_dir = tree.dir(UNIT_DIR)
+        except BadInput as exc:
+            raise _failed(exc) from None
+        if unit_dir is None or not _lexists(unit_dir, UNIT):
+            return Uninstalled(unit_path, False)
+        if shutil.which("systemctl"):
+            systemctl(root, ["disable", *(["--now"] if _live(root) else []), UNIT], f"{unit_path} is still there")
+        else:  # what `systemctl disable` would remove
+            try:
+                wants_dir = tree.dir(f"{UNIT_DIR}/{WANTED_BY}.wants")
+            except BadInput as exc:
+                raise _failed(exc) from None
+            if wants_dir is not None and _is_link(wants_dir, UNIT):
+                os.unlink(UNIT, dir_fd=wants_dir)
+        try:
+            os.unlink(UNIT, dir_fd=unit_dir)
+        except OSError as exc:
+            raise XdpctlError(f"cannot remove {unit_path}: {exc.strerror}; removing the unit needs root") from None
     if _live(root):
         systemctl(root, ["daemon-reload"], f"{unit_path} is removed; run `systemctl daemon-reload`")
     return Uninstalled(unit_path, True)
+
+
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def stop_hook(app, path: str, detach: bool) -> Iterator[str]:
