@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import attached_prog_id
 from state_checks import local_snapshot, one_line_error
 
 pytestmark = pytest.mark.kernel
@@ -110,3 +111,125 @@ def test_export_replaces_a_planted_link_and_writes_nothing_through_it(xdpctl_roo
     assert secret.read_text() == "root's own\n"
     assert not out.is_symlink() and out.stat().st_uid == 0 and (out.stat().st_mode & 0o777) == 0o600
     assert sorted(os.listdir(nobodys_dir)) == ["running.toml"]
+
+
+# --- the state directory on a bpffs everyone may write ----------------------------
+#
+# Each case runs in a private mount namespace with a bpffs of its own at
+# /sys/fs/bpf, mounted as `mount -t bpf bpf /sys/fs/bpf` mounts it (mode
+# 1777) unless said: nothing reaches the machine's bpffs, and it all goes with
+# the namespace.
+
+_IN_PRIVATE_BPFFS = """
+import json, os, stat, subprocess, sys
+subprocess.run(["mount", "--make-rprivate", "/sys"], check=True)
+subprocess.run(["umount", "/sys/fs/bpf"], capture_output=True)
+subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True)
+out = []
+for who, argv in {steps!r}:
+    if who == "nobody":
+        argv = {as_nobody!r} + argv
+    elif who == "xdpctl":
+        argv = [sys.executable, "-m", "xdpctl", "--netns", {netns!r}] + argv
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    out.append({{"argv": argv, "rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr}})
+def look(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return [stat.S_IMODE(st.st_mode), st.st_uid, stat.S_ISLNK(st.st_mode), sorted(os.listdir(path))
+            if stat.S_ISDIR(st.st_mode) else None]
+print(json.dumps({{"steps": out, "look": {{p: look(p) for p in {look!r}}}}}))
+"""
+
+
+def in_private_bpffs(klab, steps, look=()) -> dict:
+    """Run steps, (who, argv) with who "nobody", "root" or "xdpctl" (argv
+    are its arguments, in the lab's namespace), on a fresh bpffs; what each
+    step did, and what is at each path of look afterwards."""
+    code = _IN_PRIVATE_BPFFS.format(steps=steps, netns=klab.lab.host_netns, as_nobody=AS_NOBODY,
+                                    look=list(look))
+    r = subprocess.run(["unshare", "--mount", "--propagation", "unchanged", sys.executable, "-c", code],
+                       capture_output=True, text=True, timeout=300, cwd="/")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    return json.loads(r.stdout)
+
+
+def step_error(step: dict, code: int, *fragments: str) -> None:
+    one_line_error(subprocess.CompletedProcess(step["argv"], step["rc"], step["stdout"], step["stderr"]),
+                   code, *fragments)
+
+
+STATE = "/sys/fs/bpf/xdpctl"
+
+
+@pytest.mark.parametrize("command", [["attach", "{iface}"], ["status"], ["clean"]])
+def test_a_state_directory_someone_else_made_is_refused_and_left_alone(klab, command):
+    """nobody makes /sys/fs/bpf/xdpctl before xdpctl does. xdpctl chmodded
+    it to 0700 and used it, leaving nobody its owner: free to hold the lock
+    or rename xdpctl's state away. Now it is refused, and left as it was."""
+    argv = [a.format(iface=klab.iface) for a in command]
+    result = in_private_bpffs(klab, [("nobody", ["mkdir", "-m", "0777", STATE]), ("xdpctl", argv)], look=[STATE])
+    made, run = result["steps"]
+    assert made["rc"] == 0, made
+    step_error(run, 1, f"{STATE} is owned by uid {NOBODY}, not by root", f"rm -r {STATE}",
+               "mount -t bpf -o mode=0700 bpf /sys/fs/bpf")
+    assert result["look"][STATE] == [0o777, NOBODY, False, []]
+    assert attached_prog_id(klab) == 0
+
+
+def test_a_link_planted_at_the_state_directory_is_not_followed(klab, nobodys_dir):
+    """A link at /sys/fs/bpf/xdpctl made xdpctl chmod its target (and keep
+    its state there). Now it is refused, and its target left as it was."""
+    target = str(nobodys_dir / "elsewhere")
+    result = in_private_bpffs(klab, [("nobody", ["mkdir", "-m", "0777", target]),
+                                     ("nobody", ["ln", "-s", target, STATE]),
+                                     ("xdpctl", ["attach", klab.iface]), ("xdpctl", ["status"])],
+                              look=[STATE, target])
+    for step in result["steps"][:2]:
+        assert step["rc"] == 0, step
+    for step in result["steps"][2:]:
+        step_error(step, 1, f"{STATE} is a symbolic link (to {target})", f"rm {STATE}")
+    assert result["look"][target] == [0o777, NOBODY, False, []]
+    assert result["look"][STATE][1:3] == [NOBODY, True]
+    assert attached_prog_id(klab) == 0
+
+
+def test_on_an_open_bpffs_xdpctl_makes_its_own_directory_which_others_cannot_touch(klab):
+    """The same bpffs (1777), nobody there first: xdpctl makes the directory,
+    root's and 0700, which nobody can neither rename (the sticky bit) nor open
+    (to hold its lock); then detach removes it."""
+    lock = ("import fcntl, os; fd = os.open('/sys/fs/bpf/xdpctl', os.O_RDONLY | os.O_DIRECTORY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)")
+    result = in_private_bpffs(klab, [("xdpctl", ["attach", klab.iface]),
+                                     ("nobody", ["mv", STATE, "/sys/fs/bpf/moved"]),
+                                     ("nobody", [sys.executable, "-c", lock]),
+                                     ("xdpctl", ["status", "--json"]),
+                                     ("xdpctl", ["detach", klab.iface])],
+                              look=[STATE, "/sys/fs/bpf/moved", "/sys/fs/bpf"])
+    attach, move, hold, status, detach = result["steps"]
+    assert attach["rc"] == 0, attach["stderr"]
+    assert move["rc"] != 0 and "Operation not permitted" in move["stderr"], move
+    assert hold["rc"] != 0 and "Permission denied" in hold["stderr"], hold
+    assert '"managed": true' in status["stdout"], status
+    assert detach["rc"] == 0, detach["stderr"]
+    assert result["look"][STATE] is None and result["look"]["/sys/fs/bpf/moved"] is None
+    assert result["look"]["/sys/fs/bpf"][:2] == [0o1777, 0]
+    assert attached_prog_id(klab) == 0
+
+
+def test_a_bpffs_others_may_write_without_the_sticky_bit_is_refused(klab):
+    """Mode 0777 (bpffs always mounts with the sticky bit; a chmod takes it
+    away): anyone could rename root's directory away and put theirs in its
+    place, whatever xdpctl checked before."""
+    result = in_private_bpffs(klab, [("root", ["chmod", "0777", "/sys/fs/bpf"]),
+                                     ("xdpctl", ["attach", klab.iface])], look=[STATE])
+    chmod, attach = result["steps"]
+    assert chmod["rc"] == 0, chmod
+    step_error(attach, 1, "/sys/fs/bpf is writable by others (mode 0777) without the sticky bit",
+               "mount -t bpf -o mode=0700 bpf /sys/fs/bpf")
+    assert result["look"][STATE] is None
+    assert attached_prog_id(klab) == 0

@@ -55,7 +55,7 @@ def _bpffs() -> Check:
         return Check("bpffs", FAIL, f"not mounted at {BPFFS} in this private mount namespace (ip netns exec?)",
                      "use `xdpctl --netns NAME ...` instead of `ip netns exec NAME xdpctl ...`")
     return Check("bpffs", WARN, f"not mounted at {BPFFS}",
-                 f"xdpctl mounts it on the first attach; or `mount -t bpf bpf {BPFFS}`")
+                 f"xdpctl mounts it on the first attach; or `mount -t bpf -o mode=0700 bpf {BPFFS}`")
 
 
 def _bcc() -> Check:

@@ -95,6 +95,6 @@ def ensure_mounted(path: str = BPFFS) -> bool:
             )
         raise BpffsMissing(
             f"bpffs is not mounted at {path} and mounting it failed ({os.strerror(err)}); "
-            f"run `mount -t bpf bpf {path}`"
+            f"run `mount -t bpf -o mode=0700 bpf {path}`"
         )
     return True

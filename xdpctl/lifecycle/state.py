@@ -13,6 +13,15 @@ attachment does not survive a reboot, and neither does bpffs):
 The netns inode keeps two namespaces' eth0 apart. An attachment is xdpctl's
 only while the interface still carries the program whose id meta records; an
 interface that reuses the ifindex is never claimed.
+
+Whoever makes these directories owns them, and the owner may rename what is
+in them, or hold the lock. bpffs mounted as `mount -t bpf bpf /sys/fs/bpf`
+does (mode 1777) lets any user make /sys/fs/bpf/xdpctl first. So xdpctl makes
+its directories itself, opens them without following a link, and uses one
+only if it is a directory owned by root (or by the user running xdpctl); one
+that is not is refused in one line that says what to remove. A bpffs that
+others may write without the sticky bit (which keeps them from renaming
+root's entries) is refused too.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Iterator
@@ -96,37 +106,144 @@ def _state_error(exc: OSError, what: str) -> XdpctlError:
     return KernelError(f"{what} failed: {exc.strerror or exc}")
 
 
+MOUNT_HINT = f"mount -t bpf -o mode=0700 bpf {BPFFS}"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class StateNotOurs(XdpctlError):
+    """Something xdpctl did not make sits where its state belongs."""
+
+
+def _trusted(uid: int) -> bool:
+    return uid in (0, os.geteuid())
+
+
+def _refuse(path: Path, why: str, remove: str) -> StateNotOurs:
+    return StateNotOurs(f"{path} {why}: xdpctl did not make it, and keeps its state only in directories "
+                        f"root made, which no one else can rename or lock; remove it (`{remove}`), and "
+                        f"let only root write to bpffs (`{MOUNT_HINT}`)")
+
+
+def _open_dir(parent_fd: int, name: str, path: Path, make: bool) -> int | None:
+    """The directory name in parent_fd, made first if make (mode 0700),
+    opened without following a link and checked: a directory owned by root
+    (or this user). None when it is not there (and make is false, or another
+    xdpctl pruned it meanwhile)."""
+    if make:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        except PermissionError as exc:
+            raise MissingCapability(f"creating {path}", "root (or write access to bpffs)") from exc
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return None
+    except PermissionError as exc:
+        raise MissingCapability(f"reading {path}", "root") from exc
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            try:
+                target = f" (to {os.readlink(name, dir_fd=parent_fd)})"
+                raise _refuse(path, f"is a symbolic link{target}", f"rm {path}") from None
+            except OSError:
+                raise _refuse(path, "is not a directory", f"rm {path}") from None
+        raise KernelError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not _trusted(st.st_uid):
+            raise _refuse(path, f"is owned by uid {st.st_uid}, not by root", f"rm -r {path}")
+        if make and stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)  # whatever the umask (or an older xdpctl) left: root's alone
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_parent(fd: int, path: Path) -> None:
+    """Where the root is made (bpffs): others may write there only with the
+    sticky bit, which keeps them from renaming or removing root's entries."""
+    st = os.fstat(fd)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        raise StateNotOurs(f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}) without the "
+                           "sticky bit, so anyone could rename xdpctl's state there; "
+                           f"`chmod 0700 {path}`, or mount it as `{MOUNT_HINT}`")
+
+
 class State:
     def __init__(self, root: str = STATE_ROOT):
         self.root = Path(root)
         self._held = False
 
+    def _open_root(self, make: bool) -> int | None:
+        """The root, checked (see _open_dir); None when it is not there."""
+        try:
+            parent = os.open(self.root.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if make:
+                raise
+            return None
+        except PermissionError as exc:
+            raise MissingCapability(f"reading {self.root.parent}", "root") from exc
+        try:
+            if make:
+                _check_parent(parent, self.root.parent)
+            return _open_dir(parent, self.root.name, self.root, make)
+        finally:
+            os.close(parent)
+
+    def check(self) -> bool:
+        """Whether the root is there; StateNotOurs when it is not xdpctl's.
+        Readers call it before they trust anything under the root."""
+        fd = self._open_root(make=False)
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
+
     def ensure_root(self) -> None:
         if self.root.parent == Path(BPFFS):
             ensure_mounted(BPFFS)
         while True:
-            try:
-                self.root.mkdir(mode=0o700, exist_ok=True)
-                os.chmod(self.root, 0o700)
+            fd = self._open_root(make=True)
+            if fd is not None:
+                os.close(fd)
                 return
-            except PermissionError as exc:
-                raise MissingCapability(f"creating {self.root}", "root (or write access to bpffs)") from exc
-            except (FileNotFoundError, FileExistsError):
-                # Another xdpctl pruned the root between the two calls (it
-                # holds the lock, this one does not yet): make it again.
-                continue
+            # Another xdpctl pruned the root between making and opening it
+            # (it holds the lock, this one does not yet): make it again.
 
     def attachment(self, netns_ino: int, ifindex: int) -> Attachment:
+        self.check()
         return Attachment(self.root, netns_ino, ifindex)
 
     def create(self, att: Attachment) -> None:
+        """Make att's directories (its own must not exist yet), each checked
+        as the root is: made by xdpctl, root's, 0700, no link."""
         self.ensure_root()
-        att.path.parent.mkdir(mode=0o700, exist_ok=True)
-        att.path.mkdir(mode=0o700)
+        fds = [self._open_root(make=True)]
+        try:
+            if fds[0] is None:
+                raise KernelError(f"{self.root} vanished while xdpctl held its lock")
+            ns = _open_dir(fds[0], att.path.parent.name, att.path.parent, make=True)
+            if ns is None:
+                raise KernelError(f"{att.path.parent} vanished while xdpctl held its lock")
+            fds.append(ns)
+            os.mkdir(att.path.name, 0o700, dir_fd=ns)  # FileExistsError: never reuse one
+            own = _open_dir(ns, att.path.name, att.path, make=True)
+            if own is not None:
+                fds.append(own)
+        finally:
+            for fd in fds:
+                if fd is not None:
+                    os.close(fd)
 
     def attachments(self, netns_ino: int | None = None) -> list[Attachment]:
         """Every recorded attachment, in one namespace or in all."""
         found = []
+        if not self.check():
+            return []
         try:
             ns_dirs = sorted(os.listdir(self.root))
         except FileNotFoundError:
@@ -160,12 +277,12 @@ class State:
             yield
             return
         deadline = time.monotonic() + timeout
+        if self.root.parent == Path(BPFFS):
+            ensure_mounted(BPFFS)
         while True:
-            self.ensure_root()
-            try:
-                fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-            except FileNotFoundError:
-                continue  # pruned since ensure_root: make it again
+            fd = self._open_root(make=True)  # made, or checked, and never through a link
+            if fd is None:
+                continue  # pruned meanwhile: make it again
             try:
                 while True:
                     try:
@@ -179,7 +296,7 @@ class State:
                             ) from None
                         time.sleep(0.02)
                 try:
-                    current = os.stat(self.root).st_ino
+                    current = os.stat(self.root, follow_symlinks=False).st_ino
                 except FileNotFoundError:
                     current = None
                 if current != os.fstat(fd).st_ino:
