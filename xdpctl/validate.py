@@ -6,18 +6,42 @@ from __future__ import annotations
 from .errors import BadInput
 
 IFNAMSIZ = 16  # including the terminating NUL
+# Bytes the kernel refuses in a name (dev_valid_name): '/', ':', and what its
+# isspace() calls space, byte by byte (Latin-1's no-break space, 0xa0, too).
+_NOT_IN_NAME = frozenset(b"/: \t\n\v\f\r\xa0\0")
 
 
 def ifname(name: str) -> str:
-    """The kernel's rules for an interface name (dev_valid_name)."""
+    """The kernel's rules for an interface name (dev_valid_name), byte by
+    byte, so that every name the kernel accepts is accepted, and one that is
+    not UTF-8 (which no configuration file, JSON or message could carry
+    exactly) is refused in one line."""
     raw = name.encode(errors="surrogateescape")
     if not raw:
         raise BadInput("an interface name cannot be empty")
     if len(raw) > IFNAMSIZ - 1:
         raise BadInput(f"interface name {name!r} is {len(raw)} bytes long; Linux allows at most {IFNAMSIZ - 1}")
-    if name in (".", "..") or "/" in name or ":" in name or any(c.isspace() for c in name):
+    if raw in (b".", b"..") or not _NOT_IN_NAME.isdisjoint(raw):
         raise BadInput(f"{name!r} is not a valid interface name")
+    if not utf8(name):
+        raise BadInput(f"interface name {shown(name)} is not UTF-8, and xdpctl handles UTF-8 names only; "
+                       "rename the interface (`ip link set dev OLD name NEW`)")
     return name
+
+
+def utf8(name: str) -> bool:
+    """Whether name is text (not bytes that are not UTF-8, as the kernel,
+    argv and pyroute2 may hand over, decoded with surrogateescape)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(name: str) -> str:
+    """name for a message: quoted, every byte that is not printable UTF-8 escaped."""
+    return repr(name.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace"))
 
 
 def netns(name: str) -> str:

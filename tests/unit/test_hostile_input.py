@@ -301,3 +301,56 @@ def test_more_rules_than_the_maps_hold_are_refused_with_the_line_of_the_first_to
         parse(f"[interfaces.eth0]\nrules = [\n{plain}\n]\n")
     assert str(err.value) == (f"xdpctl.toml:{contract.MAX_RULES + 3}: more than 131,072 rules for eth0, "
                               "the most xdpctl holds per interface")
+
+
+# --- interface names the kernel accepts, through export and back ----------------------
+
+# dev_valid_name: 1 to 15 bytes, none of them '/', ':', NUL or what the kernel's
+# isspace() calls space (including Latin-1's no-break space, byte 0xa0).
+KERNEL_REFUSES = set(b"/: \t\n\v\f\r\xa0\0")
+
+
+def kernel_accepts(name: str) -> bool:
+    raw = name.encode()
+    return 0 < len(raw) <= 15 and raw not in (b".", b"..") and not KERNEL_REFUSES & set(raw)
+
+
+KERNEL_NAMES = st.text(st.one_of(st.characters(max_codepoint=0x7f), st.characters(blacklist_categories=("Cs",))),
+                       min_size=1, max_size=15).filter(kernel_accepts)
+
+
+@FAST
+@given(name=KERNEL_NAMES)
+@example(name="\x1b[31mX")  # an escape sequence: stripped on stdout, the file named interface "X"
+@example(name="eth0\x7f")
+@example(name='a"b\\c')
+@example(name="\x1c")  # a separator Python calls space, the kernel does not
+def test_a_name_the_kernel_accepts_round_trips_through_export(monkeypatch, tmp_path_factory, name):
+    """export wrote control characters raw: on stdout click stripped an
+    escape sequence, so the file named another interface; with -o the file
+    was not TOML. Every name the kernel accepts must come back exactly."""
+    import xdpctl.lifecycle.apply
+    from xdpctl import validate
+    from xdpctl.rules.config_file import dump
+
+    assert validate.ifname(name) == name
+    monkeypatch.setattr(xdpctl.lifecycle.apply, "export",
+                        lambda app, ifaces=(): dump([(name, "native", "deny", False, [])]))
+    r = runner.invoke(cli, ["export"])
+    assert r.exit_code == 0, r.output
+    assert list(parse(r.stdout, "stdout.toml").interfaces) == [name]
+    out = tmp_path_factory.mktemp("export") / "x.toml"
+    r = runner.invoke(cli, ["export", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    back = load(str(out)).interfaces
+    assert list(back) == [name] and back[name].policy == "deny"
+
+
+def test_a_name_that_is_not_utf8_is_refused_by_export_in_one_line(monkeypatch):
+    import xdpctl.lifecycle.apply
+    from xdpctl.rules.config_file import dump
+
+    name = b"\xff\xfe".decode(errors="surrogateescape")  # as argv and netlink hand such a name over
+    monkeypatch.setattr(xdpctl.lifecycle.apply, "export",
+                        lambda app, ifaces=(): dump([(name, "native", "deny", False, [])]))
+    assert_refused(runner.invoke(cli, ["export"]), "'\\\\xff\\\\xfe' is not UTF-8")

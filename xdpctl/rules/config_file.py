@@ -78,7 +78,11 @@ class _Locator:
 
     @staticmethod
     def _name(name: str) -> str:
-        return rf'(?:{re.escape(name)}|"{re.escape(name)}"|\'{re.escape(name)}\')'
+        try:
+            written = re.escape(_key(name))  # as dump() writes it: escaped
+        except BadInput:
+            written = re.escape(name)
+        return rf'(?:{re.escape(name)}|"{re.escape(name)}"|\'{re.escape(name)}\'|{written})'
 
     def section(self, name: str) -> tuple[int, int]:
         """(first, end) line indexes of [interfaces.NAME] and what follows."""
@@ -254,12 +258,23 @@ def _rule(item, line: int, fail) -> RuleSpec:
 # --- writing -------------------------------------------------------------------
 
 
+# A TOML basic string holds no control character: each is escaped, so that
+# what is written reads back exactly (an interface name may hold any byte
+# but '/', ':', NUL and space) and no escape sequence reaches a terminal.
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_MUST_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
 def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    text = str(value)
+    if not validate.utf8(text):
+        raise BadInput(f"{validate.shown(text)} is not UTF-8, so no xdpctl.toml can name it; "
+                       "rename the interface (`ip link set dev OLD name NEW`)")
+    return '"' + _MUST_ESCAPE.sub(lambda m: _ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), text) + '"'
 
 
 def _key(name: str) -> str:
