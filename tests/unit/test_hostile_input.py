@@ -354,3 +354,26 @@ def test_a_name_that_is_not_utf8_is_refused_by_export_in_one_line(monkeypatch):
     monkeypatch.setattr(xdpctl.lifecycle.apply, "export",
                         lambda app, ifaces=(): dump([(name, "native", "deny", False, [])]))
     assert_refused(runner.invoke(cli, ["export"]), "'\\\\xff\\\\xfe' is not UTF-8")
+
+
+# --- IPv6 zones ------------------------------------------------------------------------
+
+ZONES = st.one_of(st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,14}", fullmatch=True), st.integers(0, 2**32 - 1).map(str))
+
+
+@FAST
+@given(addr=st.ip_addresses(v=6), plen=st.integers(0, 128), zone=ZONES, key=st.sampled_from(["src", "dst"]))
+@example(addr=ipaddress.IPv6Address("fe80::1"), plen=128, zone="eth0", key="src")
+def test_an_ipv6_zone_is_refused_not_kept_beside_the_same_address(no_kernel, addr, plen, zone, key):
+    """fe80::1%eth0 and fe80::1 were two rules (Python's equality keeps the
+    zone) that match the same frames, and the exported file, holding both
+    as fe80::1, was then refused as a duplicate."""
+    net = ipaddress.IPv6Network((int(addr), plen), strict=False)
+    text = f"{net.network_address}%{zone}" + ("" if plen == 128 else f"/{plen}")
+    no_kernel.clear()
+    line = assert_refused(rule_add("eth0", "drop", f"--{key}", text), f"--{key} {text} names a zone (%{zone})")
+    assert no_kernel == [] and "write " in line
+    file_text = (f'[interfaces.eth0]\nrules = [\n  {{ action = "drop", {key} = "{text}" }},\n'
+                 f'  {{ action = "drop", {key} = "{net}" }},\n]\n')
+    with pytest.raises(BadInput, match=rf"^x.toml:3: {key} .* names a zone"):
+        parse(file_text, "x.toml")

@@ -80,6 +80,12 @@ def parse_prefix(text: str, what: str = "address") -> Network:
             raise BadInput(f"{what} {s} has host bits set; did you mean {loose}?") from None
         raise BadInput(f"{what} {s!r} is not an IPv4 or IPv6 address or CIDR "
                        "(like 203.0.113.0/24 or 2001:db8::/32)") from None
+    if net.version == 6 and net.network_address.scope_id is not None:
+        # Python keeps the zone in the address, and in its equality: fe80::1%eth0
+        # and fe80::1 would be two rules that match the very same frames.
+        bare = ipaddress.IPv6Network((int(net.network_address), net.prefixlen))
+        raise BadInput(f"{what} {s} names a zone (%{net.network_address.scope_id}); frames carry no zone, and "
+                       f"a rule already belongs to one interface: write {bare.network_address if bare.prefixlen == 128 else bare}")
     if net.version == 6 and net.network_address.ipv4_mapped is not None and net.prefixlen >= 96:
         mapped = net.network_address.ipv4_mapped
         raise BadInput(f"{what} {s} is an IPv4-mapped IPv6 address, which never appears on the wire; "
