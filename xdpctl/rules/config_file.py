@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from ..datapath import contract
 from .. import safe_files, validate
 from ..errors import BadInput
+from . import file_shape
 from .model import ACTIONS, MATCH_KEYS, Match, Rule, file_label, parse_match, parse_priority
 
 INTERFACE_KEYS = {"mode", "policy", "drop_non_ip", "rules"}
@@ -163,6 +164,7 @@ def load(path: str) -> ConfigFile:
 
 
 def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
+    file_shape.check(text, path)  # nesting and rule counts, before tomllib pays for them
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -212,6 +214,9 @@ def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
         rules = body.get("rules", [])
         if not isinstance(rules, list):
             fail(loc.key(name, "rules"), "rules must be a list of tables: rules = [ { action = \"drop\", ... } ]")
+        if len(rules) > contract.MAX_RULES:  # before each rule is read: that is the cost
+            fail(loc.rules(name, contract.MAX_RULES + 1)[-1], f"more than {contract.MAX_RULES:,} rules for "
+                 f"{name}, the most xdpctl holds per interface")
         lines = loc.rules(name, len(rules))
         seen: dict[tuple, int] = {}
         for item, line in zip(rules, lines):
@@ -220,9 +225,6 @@ def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
                 fail(line, f"duplicate rule: the same as line {seen[spec.identity]}")
             seen[spec.identity] = line
             iface.rules.append(spec)
-        if len(iface.rules) > contract.MAX_RULES:
-            fail(lines[contract.MAX_RULES], f"more than {contract.MAX_RULES:,} rules for {name}, "
-                 "the most xdpctl holds per interface")
         general = [spec.line for spec in iface.rules if not spec.match.plain]
         if len(general) > contract.MAX_GENERAL:
             fail(general[contract.MAX_GENERAL],
