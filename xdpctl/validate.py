@@ -40,8 +40,17 @@ def utf8(name: str) -> bool:
 
 
 def shown(name: str) -> str:
-    """name for a message: quoted, every byte that is not printable UTF-8 escaped."""
-    return repr(name.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace"))
+    """name for a message, quoted: a byte that is not UTF-8 as \\xNN, a
+    character that is not printable as Python writes it."""
+    out = []
+    for ch in name:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte surrogateescape kept
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch in "\\'":
+            out.append("\\" + ch)
+        else:
+            out.append(ch if ch.isprintable() else repr(ch)[1:-1])
+    return "'" + "".join(out) + "'"
 
 
 def netns(name: str) -> str:

@@ -353,7 +353,7 @@ def test_a_name_that_is_not_utf8_is_refused_by_export_in_one_line(monkeypatch):
     name = b"\xff\xfe".decode(errors="surrogateescape")  # as argv and netlink hand such a name over
     monkeypatch.setattr(xdpctl.lifecycle.apply, "export",
                         lambda app, ifaces=(): dump([(name, "native", "deny", False, [])]))
-    assert_refused(runner.invoke(cli, ["export"]), "'\\\\xff\\\\xfe' is not UTF-8")
+    assert_refused(runner.invoke(cli, ["export"]), "'\\xff\\xfe' is not UTF-8")
 
 
 # --- IPv6 zones ------------------------------------------------------------------------

@@ -76,6 +76,14 @@ class Link:
     xdp: Xdp | None
 
 
+def _name(raw) -> str:
+    """An interface name as text: pyroute2 hands over the bytes of a name
+    that is not UTF-8 (the kernel allows any byte but '/', ':' and spaces);
+    decoded with surrogateescape, it is a str like every other name, exact,
+    and validate.ifname refuses it by name in one line."""
+    return raw.decode("utf-8", errors="surrogateescape") if isinstance(raw, bytes) else raw
+
+
 def _decode_link(msg) -> Link:
     xdp = None
     attrs = dict((msg.get_attr("IFLA_XDP") or {}).get("attrs", []))
@@ -93,7 +101,7 @@ def _decode_link(msg) -> Link:
         kind = info.get_attr("IFLA_INFO_KIND") or ""
     return Link(
         ifindex=msg["index"],
-        ifname=msg.get_attr("IFLA_IFNAME"),
+        ifname=_name(msg.get_attr("IFLA_IFNAME")),
         mtu=msg.get_attr("IFLA_MTU") or 0,
         kind=kind,
         xdp=xdp,
@@ -236,7 +244,7 @@ class Netlink:
                 return None
             where = {} if nsid is None else {"IFLA_IF_NETNSID": nsid}  # the peer's namespace
             peer = self._ipr.link("get", index=index, **where)[0]
-            return peer.get_attr("IFLA_IFNAME"), peer.get_attr("IFLA_MTU")
+            return _name(peer.get_attr("IFLA_IFNAME")), peer.get_attr("IFLA_MTU")
         except (NetlinkError, OSError, IndexError):
             return None
 

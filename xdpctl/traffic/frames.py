@@ -11,7 +11,28 @@ import random
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
-from scapy.contrib.lldp import (  # noqa: E402 - after silencing scapy's import chatter
+
+def _scapy_without_interfaces() -> None:
+    """xdpctl builds frames with scapy and never sends through it (sender.py
+    does, on a socket of its own), so scapy needs none of this machine's
+    interfaces and routes. It reads them all when it is imported, though, and
+    stops with a UnicodeDecodeError at an interface name that is not UTF-8
+    (the kernel allows any byte but '/', ':' and spaces): one such interface
+    anywhere in the namespace made every gen and selftest an internal error.
+    So scapy is given none, before it loads; the frames are the same bytes."""
+    import scapy.interfaces
+
+    scapy.interfaces.InterfaceProvider.reload = lambda self: {}  # read at import: scapy.arch
+    try:
+        from scapy.arch.linux import rtnetlink
+    except ImportError:  # another scapy reads them otherwise
+        return
+    rtnetlink._get_if_list = lambda: {}  # read for the routes: scapy.route
+
+
+_scapy_without_interfaces()
+
+from scapy.contrib.lldp import (  # noqa: E402 - after silencing scapy's import chatter and its interfaces
     LLDPDUChassisID,
     LLDPDUEndOfLLDPDU,
     LLDPDUPortID,
