@@ -186,7 +186,7 @@ class State:
                 raise
             return None
         except PermissionError as exc:
-            raise MissingCapability(f"reading {self.root.parent}", "root") from exc
+            raise MissingCapability(f"reading {self.root}", "root") from exc
         try:
             if make:
                 _check_parent(parent, self.root.parent)
