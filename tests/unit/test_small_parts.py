@@ -80,3 +80,17 @@ def test_variants_are_flags_not_edits():
 def test_options_bits_round_trip():
     for opts in (FilterOptions(), FilterOptions(drop_non_ip=True)):
         assert FilterOptions.from_bits(opts.bits) == opts
+
+
+def test_capabilities_in_a_user_namespace_count_as_none(tmp_path):
+    """CapEff inside `unshare -Ur` holds everything; the kernel honours none of
+    it for BPF (tests/kernel/test_user_namespace.py runs it for real)."""
+    from xdpctl.kernel import privileges
+
+    status = tmp_path / "status"
+    status.write_text("Name:\txdpctl\nCapEff:\t000001ffffffffff\n")
+    assert privileges.CAP_BPF in privileges.effective(str(status), "/proc/1/ns/user/none")  # not readable: the machine's
+    not_the_machines = tmp_path / "user"  # any other inode than the machine's user namespace
+    not_the_machines.write_text("")
+    assert privileges.effective(str(status), str(not_the_machines)) == set()
+    assert privileges.in_user_namespace(str(not_the_machines))

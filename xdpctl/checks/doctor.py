@@ -40,6 +40,9 @@ def _privileges(caps: set[int]) -> Check:
         missing.append("CAP_PERFMON")  # the verifier wants it for packet-pointer arithmetic
     held = ", ".join(sorted(names)) or "none of CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN"
     if missing:
+        if privileges.in_user_namespace():
+            return Check("privileges", FAIL, f"holds {held}; missing {' and '.join(missing)}",
+                         f"run as root outside it: {privileges.USER_NAMESPACE_NOTE}")
         return Check("privileges", FAIL, f"holds {held}; missing {' and '.join(missing)}",
                      "run as root (sudo xdpctl ...), or grant the capabilities")
     if "CAP_SYS_ADMIN" not in names:

@@ -22,7 +22,7 @@ import click
 from .. import __version__
 from .app import App
 from .params import NETNS
-from ..errors import XdpctlError
+from ..errors import MissingCapability, XdpctlError
 
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
@@ -56,6 +56,15 @@ def _usage_line(exc: click.UsageError) -> str:
     return _one_line(exc.format_message()).rstrip(".") + hint
 
 
+def _why_missing(exc: XdpctlError) -> str:
+    """For a missing capability inside a user namespace, why root is not enough."""
+    if not isinstance(exc, MissingCapability):
+        return ""
+    from ..kernel import privileges
+
+    return f"; {privileges.USER_NAMESPACE_NOTE}" if privileges.in_user_namespace() else ""
+
+
 def _fail(ctx: click.Context, message: str, code: int) -> None:
     click.echo(f"xdpctl: error: {_one_line(message)}", err=True)
     ctx.exit(code)
@@ -82,7 +91,7 @@ class XdpctlGroup(click.Group):
             detail = getattr(exc, "detail", "")
             if detail and app is not None and app.verbose:
                 click.echo(detail.rstrip(), err=True)
-            _fail(ctx, str(exc), exc.exit_code)
+            _fail(ctx, str(exc) + _why_missing(exc), exc.exit_code)
         except click.UsageError as exc:
             _fail(ctx, _usage_line(exc), exc.exit_code)
         except (click.exceptions.Exit, click.Abort):

@@ -2,9 +2,18 @@
 
 Checked before anything changes, so that a missing privilege leaves the
 machine as it was and the message names the capability, not an errno.
+
+What counts is what the kernel honours, not what CapEff shows: in a user
+namespace other than the machine's (`unshare -Ur`, a rootless container) a
+process holds every capability over that namespace, yet the kernel checks
+bpf() against the machine's user namespace and netlink against the one that
+owns the network namespace, and answers EPERM. Such capabilities count as
+none, so that every command refuses in one line before it starts.
 """
 
 from __future__ import annotations
+
+import os
 
 from ..errors import MissingCapability
 
@@ -23,7 +32,26 @@ NAMES = {
 }
 
 
-def effective(status_path: str = "/proc/self/status") -> set[int]:
+# PROC_USER_INIT_INO (include/linux/proc_ns.h): the machine's user namespace,
+# the same number on every kernel since 3.8.
+INIT_USER_NS_INO = 0xEFFFFFFD
+USER_NAMESPACE_NOTE = ("capabilities held in a user namespace (unshare -U, a rootless container), as here, "
+                       "do not count: the kernel checks BPF and the machine's interfaces against the machine's")
+
+
+def in_user_namespace(path: str = "/proc/self/ns/user") -> bool:
+    """Whether this process is in a user namespace other than the machine's."""
+    try:
+        return os.stat(path).st_ino != INIT_USER_NS_INO
+    except OSError:
+        return False
+
+
+def effective(status_path: str = "/proc/self/status", userns_path: str = "/proc/self/ns/user") -> set[int]:
+    """The capabilities the kernel honours for what xdpctl does: CapEff, or
+    none in a user namespace other than the machine's (see above)."""
+    if in_user_namespace(userns_path):
+        return set()
     try:
         with open(status_path) as f:
             for line in f:
