@@ -154,6 +154,8 @@ def write(path: str, data: str | bytes, mode: int = 0o600, *, dir_fd: int | None
     opened = None
     if dir_fd is None:
         parent, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            raise BadInput(f"cannot write {path}: it names a directory; give a file name")
         try:
             dir_fd = opened = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:

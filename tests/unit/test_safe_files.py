@@ -142,6 +142,9 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     (tmp_path / "adir").mkdir()
     with pytest.raises(BadInput, match=r"^cannot write .*/adir: Is a directory$"):
         safe_files.write(str(tmp_path / "adir"), "x")
+    for path in (f"{tmp_path}/", f"{tmp_path}/.", f"{tmp_path}/adir/.."):
+        with pytest.raises(BadInput, match=r"it names a directory; give a file name$"):
+            safe_files.write(path, "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"] and not os.listdir(tmp_path / "adir")
 
 
