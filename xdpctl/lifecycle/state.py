@@ -183,7 +183,7 @@ class State:
             parent = os.open(self.root.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             if make:
-                raise
+                raise KernelError(f"cannot make {self.root}: {self.root.parent} does not exist") from None
             return None
         except PermissionError as exc:
             raise MissingCapability(f"reading {self.root}", "root") from exc
