@@ -383,7 +383,8 @@ def test_an_ipv6_zone_is_refused_not_kept_beside_the_same_address(no_kernel, add
 
 
 @FAST
-@given(depth=st.integers(17, 3000), opener=st.sampled_from(["[", "{ a = "]), where=st.sampled_from(["rules", "mode", "top"]))
+@given(depth=st.integers(17, 3000), opener=st.sampled_from(["[", "{ a = "]),
+       where=st.sampled_from(["rules", "mode", "top"]))
 @example(depth=2000, opener="[", where="rules")
 @example(depth=500, opener="{ a = ", where="top")
 def test_a_deeply_nested_file_is_refused_with_its_line(depth, opener, where):

@@ -89,7 +89,8 @@ def test_capabilities_in_a_user_namespace_count_as_none(tmp_path):
 
     status = tmp_path / "status"
     status.write_text("Name:\txdpctl\nCapEff:\t000001ffffffffff\n")
-    assert privileges.CAP_BPF in privileges.effective(str(status), "/proc/1/ns/user/none")  # not readable: the machine's
+    # A user namespace that cannot be looked at is taken for the machine's.
+    assert privileges.CAP_BPF in privileges.effective(str(status), "/proc/1/ns/user/none")
     not_the_machines = tmp_path / "user"  # any other inode than the machine's user namespace
     not_the_machines.write_text("")
     assert privileges.effective(str(status), str(not_the_machines)) == set()

@@ -76,7 +76,8 @@ def _target(lab_name, netns, root_netns, iface, dsts, src_mac, dst_mac, sport, d
         return Target(lab.peer_if, lab.netns, ep, lab.host_if)
     if not iface:
         raise BadInput("say where to send from: --lab NAME, or --iface IF (with --netns NS if it is in one)")
-    netns = netns if netns is not None else root_netns  # `xdpctl --netns NS gen --iface IF` means the same as `gen --netns NS`
+    # `xdpctl --netns NS gen --iface IF` means the same as `gen --netns NS`
+    netns = netns if netns is not None else root_netns
     from ..kernel.netlink import Netlink
 
     with Netlink(namespace=netns) as nl:

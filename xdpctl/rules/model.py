@@ -84,8 +84,9 @@ def parse_prefix(text: str, what: str = "address") -> Network:
         # Python keeps the zone in the address, and in its equality: fe80::1%eth0
         # and fe80::1 would be two rules that match the very same frames.
         bare = ipaddress.IPv6Network((int(net.network_address), net.prefixlen))
+        plain = bare.network_address if bare.prefixlen == 128 else bare
         raise BadInput(f"{what} {s} names a zone (%{net.network_address.scope_id}); frames carry no zone, and "
-                       f"a rule already belongs to one interface: write {bare.network_address if bare.prefixlen == 128 else bare}")
+                       f"a rule already belongs to one interface: write {plain}")
     if net.version == 6 and net.network_address.ipv4_mapped is not None and net.prefixlen >= 96:
         mapped = net.network_address.ipv4_mapped
         raise BadInput(f"{what} {s} is an IPv4-mapped IPv6 address, which never appears on the wire; "
