@@ -226,3 +226,25 @@ def test_a_rejected_replace_leaves_the_old_program(klab, cache):
     assert attached_prog_id(klab) == old and tree(klab) == pins
     (rule,) = klab.xdpctl.json("rule", "list", klab.iface)["rules"]
     assert rule["action"] == "drop"
+
+
+HIT_WITHOUT_BCC = """
+import sys
+from xdpctl.datapath.program import FilterOptions, filter_program
+from xdpctl.kernel.compiler import compile_and_load
+from xdpctl.lifecycle.state import scratch_dir
+with scratch_dir("cache") as d:
+    loaded = compile_and_load(filter_program(FilterOptions(policy_deny=True), d))
+    print(loaded.cached, "bcc" in sys.modules)
+    loaded.close()
+"""
+
+
+def test_a_hit_does_not_import_bcc(cache):
+    """BCC's import is the first cost of a compile; a hit never pays it."""
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", HIT_WITHOUT_BCC], capture_output=True, text=True, cwd="/",
+                           timeout=300) for _ in range(2)]
+    assert [r.stdout.split() for r in runs] == [["False", "True"], ["True", "False"]], [r.stderr for r in runs]

@@ -238,7 +238,7 @@ def test_the_directory_is_made_private(tmp_path):
 
 
 def test_an_absent_directory_is_not_made_by_a_lookup(tmp_path):
-    with pytest.raises(Unusable, match="does not exist"):
+    with pytest.raises(compile_cache.Absent, match="does not exist"):
         Store.open(str(tmp_path / "cache"))
     assert not (tmp_path / "cache").exists()
 
@@ -344,6 +344,7 @@ def test_a_stale_temporary_file_is_cleared(store):
     os.utime(stale, (time.time() - 2 * compile_cache.STALE_TMP_S,) * 2)
     fresh = os.path.join(store.path, ".tmp-2-feedface")  # another xdpctl writing right now
     Path(fresh).write_bytes(b"half")
+    assert store.usage().entries == 0 and os.path.exists(stale)  # looking (doctor) changes nothing
     store.evict()
     assert not os.path.exists(stale) and os.path.exists(fresh)
 
@@ -382,8 +383,7 @@ def test_a_refused_directory_means_compiling_with_a_note(src, headers, tmp_path,
 
 def test_doctor_describes_the_cache(tmp_path):
     env = {"XDPCTL_CACHE_DIR": str(tmp_path / "cache")}
-    assert compile_cache.describe(env) == ("ok", f"{tmp_path / 'cache'}: empty ({tmp_path / 'cache'} does not "
-                                                 "exist yet (the first compile creates it))")
+    assert compile_cache.describe(env) == ("ok", f"{tmp_path / 'cache'}: empty (the first compile makes it)")
     with Store.open(str(tmp_path / "cache"), create=True) as s:
         s.put(KEY, image())
     state, what = compile_cache.describe(env)

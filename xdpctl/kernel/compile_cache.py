@@ -87,6 +87,10 @@ class Unusable(Exception):
     """The cache directory cannot be used; str() says why."""
 
 
+class Absent(Unusable):
+    """There is no cache directory yet (the first compile makes it)."""
+
+
 class Damaged(Exception):
     """An entry that must not be loaded; str() says what is wrong."""
 
@@ -293,7 +297,7 @@ class Store:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise Unusable(f"{path} does not exist yet (the first compile creates it)") from None
+            raise Absent(f"{path} does not exist yet") from None
         except OSError as exc:
             if os.path.islink(path):
                 raise Unusable(f"{path} is a symlink; xdpctl follows none") from None
@@ -381,7 +385,9 @@ class Store:
         except OSError:
             pass
 
-    def _entries(self) -> list[tuple[str, os.stat_result]]:
+    def _entries(self, tidy: bool = False) -> list[tuple[str, os.stat_result]]:
+        """The entries and their stat; tidy: remove temporary files a killed
+        xdpctl left (not when only looking, as doctor does)."""
         out = []
         with os.scandir(self.fd) as it:
             for entry in it:
@@ -391,14 +397,14 @@ class Store:
                     continue
                 if ENTRY_NAME.match(entry.name) and stat.S_ISREG(st.st_mode):
                     out.append((entry.name, st))
-                elif entry.name.startswith(TMP_PREFIX) and time.time() - st.st_mtime > STALE_TMP_S:
+                elif tidy and entry.name.startswith(TMP_PREFIX) and time.time() - st.st_mtime > STALE_TMP_S:
                     self.discard(entry.name)
         return out
 
     def evict(self, keep: str = "") -> list[str]:
         """Remove the least recently used entries until the rest fit the
         bound (never keep, the entry just written). Returns what went."""
-        entries = sorted(self._entries(), key=lambda e: (e[1].st_mtime_ns, e[0]))
+        entries = sorted(self._entries(tidy=True), key=lambda e: (e[1].st_mtime_ns, e[0]))
         total = sum(st.st_size for _, st in entries)
         gone = []
         for name, st in entries:
@@ -483,9 +489,11 @@ class Lookup:
         try:
             with Store.open(self.path) as store:
                 image, why = store.get(self.key)
+        except Absent:
+            self.note = "compile cache: miss (nothing cached yet)"
+            return None
         except Unusable as exc:
-            self.note = f"compile cache: miss ({exc})" if "does not exist" in str(exc) else \
-                f"compile cache: not used: {exc}"
+            self.note = f"compile cache: not used: {exc}"
             return None
         except OSError as exc:
             self.note = f"compile cache: not used: {self.path}: {exc.strerror}"
@@ -524,9 +532,9 @@ def describe(environ=None) -> tuple[str, str]:
     try:
         with Store.open(path) as store:
             use = store.usage()
+    except Absent:
+        return "ok", f"{path}: empty (the first compile makes it)"
     except Unusable as exc:
-        if "does not exist" in str(exc):
-            return "ok", f"{path}: empty ({exc})"
         return "warn", f"not used: {exc}"
     except OSError as exc:
         return "warn", f"not used: {path}: {exc.strerror}"
