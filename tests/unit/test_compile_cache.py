@@ -263,6 +263,13 @@ def test_a_directory_open_to_others_is_refused(tmp_path):
     Store.open(str(path)).close()
 
 
+def test_a_relative_directory_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Unusable, match="not an absolute path"):
+        Store.open("cache", create=True)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_directory_of_another_user_is_refused(tmp_path):
     st = os.stat(tmp_path)
     with pytest.raises(Unusable, match="belongs to uid"):

@@ -287,6 +287,8 @@ class Store:
     @classmethod
     def open(cls, path: str, create: bool = False, max_bytes: int = DEFAULT_MAX_BYTES) -> "Store":
         """Open (with create: make) the directory, or Unusable saying why."""
+        if not os.path.isabs(path):  # it would move with the working directory
+            raise Unusable(f"{path} is not an absolute path")
         if create:
             try:
                 os.mkdir(path, 0o700)
