@@ -12,9 +12,9 @@ by everything that determines the bytecode:
   interface has its own);
 - BCC: libbcc and the LLVM/clang libraries beside it, and BCC's Python
   package (path, size and mtime of each, found without importing BCC);
-- the kernel headers BCC compiles against (their kind, trees, flags and the
-  identity of their key files), the machine, and the BCC_* variables BCC
-  reads;
+- the kernel headers BCC compiles against (the header trees: their real
+  paths and the identity of their key files), the machine, and the
+  variables BCC's loader reads (ARCH, BCC_LINUX_VERSION_CODE);
 - xdpctl's version, the state ABI version, and the cache's format version.
 
 An entry holds a xdpctl/kernel/program_image.py image: the instructions as
@@ -70,8 +70,9 @@ ENTRY_NAME = re.compile(r"^[0-9a-f]{64}\.prog$")
 TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 3600  # a temporary file this old was left by a killed xdpctl
 
-# The BCC_* variables BCC's loader reads (BCC_KERNEL_SOURCE comes with the headers).
-BCC_ENV = ("BCC_KERNEL_SOURCE", "BCC_LINUX_VERSION_CODE", "BCC_KERNEL_MODULES_SUFFIX")
+# What BCC's loader reads from the environment besides the header trees: ARCH
+# changes its flags, BCC_LINUX_VERSION_CODE its LINUX_VERSION_CODE.
+BCC_ENV = ("ARCH", "BCC_LINUX_VERSION_CODE", "BCC_KERNEL_MODULES_SUFFIX")
 # Files whose identity stands for a header tree's.
 HEADER_FILES = (KCONFIG, AUTOCONF, "include/generated/uapi/linux/version.h", "include/uapi/linux/bpf.h",
                 "include/config/kernel.release")
@@ -144,24 +145,22 @@ def toolchain_identity(environ=None) -> list | None:
 
 
 def headers_identity(headers: KernelHeaders, release: str | None = None, root: str = "/") -> dict:
-    """The headers BCC reads: their kind and flags, and each tree's real path
-    with the identity of its key files (exact headers are named by the trees
-    /lib/modules/<release>/{build,source} resolve to, not by the release)."""
+    """The headers BCC reads, named by the header trees themselves: their
+    real paths (a set) and the identity of their key files. Not by how they
+    were found (exact, BCC_KERNEL_SOURCE, the fallback) nor by the flags that
+    point BCC at them: the same trees give the same instructions (measured
+    for every variant: Debian's 6.1 trees as the exact headers of a 6.1
+    kernel and as the fallback on 6.18), and a VM guest booted on the kernel
+    those headers are for must find what the host compiled with them.
+    Without trees (the kernel's own kheaders, which BCC unpacks itself), the
+    release and the archive's size."""
     release = release or os.uname().release
-    ident: dict = {"kind": headers.kind, "version": headers.version,
-                   "cflags": [_real_flag(f) for f in headers.cflags],
-                   "env": {k: os.path.realpath(v) if k == "BCC_KERNEL_SOURCE" else v
-                           for k, v in sorted(headers.env.items())}}
-    if headers.kind == "kheaders":
-        # The running kernel's own headers, which BCC unpacks itself.
-        ident["kheaders"] = [release, (_file_id(os.path.join(root, "sys/kernel/kheaders.tar.xz")) or [0, 0])[1]]
-    ident["trees"] = [[os.path.realpath(tree), [_file_id(os.path.join(tree, f)) for f in HEADER_FILES]]
-                      for tree in headers.trees]
-    return ident
-
-
-def _real_flag(flag: str) -> str:
-    return "-I" + os.path.realpath(flag[2:]) if flag.startswith("-I") else flag
+    trees = sorted({os.path.realpath(tree) for tree in headers.trees})
+    if not trees:
+        archive = _file_id(os.path.join(root, "sys/kernel/kheaders.tar.xz")) or [None, None]
+        return {"kind": headers.kind, "release": release, "size": archive[1], "tree": headers.tree,
+                "cflags": list(headers.cflags), "env": dict(sorted(headers.env.items()))}
+    return {"trees": [[tree, [_file_id(os.path.join(tree, f)) for f in HEADER_FILES]] for tree in trees]}
 
 
 def key_material(request: BuildRequest, headers: KernelHeaders, toolchain: list, *, environ=None,
@@ -174,7 +173,6 @@ def key_material(request: BuildRequest, headers: KernelHeaders, toolchain: list,
         name = str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
         sources.append([name, hashlib.sha256(path.read_bytes()).hexdigest()])
     bcc_env = {k: environ.get(k) for k in BCC_ENV}
-    bcc_env.update({k: v for k, v in headers.env.items() if k in BCC_ENV})
     return {
         "format": FORMAT,
         "xdpctl": _version(),
