@@ -104,11 +104,12 @@ def test_a_replace_and_a_rule_change_come_from_the_cache(klab, cache):
     assert "replaced xdpctl's program" in out.stdout and "compile cache: hit" in out.stderr
     # A new kind of match needs a new program: compiled once, then from the cache.
     assert "miss" in verbose(klab, "rule", "add", iface, "drop", "--proto", "udp")
-    layout_tag = klab.xdpctl.json("status")["interfaces"][0]
+    first = klab.xdpctl.json("status")["interfaces"][0]
     klab.xdpctl("detach", iface)
     assert "hit" in verbose(klab, "attach", iface, "--drop-non-ip")
     assert "hit" in verbose(klab, "rule", "add", iface, "drop", "--proto", "udp")
-    assert klab.xdpctl.json("status")["interfaces"][0]["options"] == layout_tag["options"]
+    again = klab.xdpctl.json("status")["interfaces"][0]
+    assert again["options"] == first["options"] and again["prog_id"] != first["prog_id"]
     ep = klab.lab.endpoints()
     udp, arp = frames.udp_frame(ep, b"dropped by the rule"), frames.build("non-ip", ep)[0]
     klab.send([udp, arp], count=20)
