@@ -110,5 +110,17 @@ class VerifierRejected(XdpctlError):
         self.detail = detail
 
 
+class UnsupportedKernel(XdpctlError):
+    """The running kernel is older than the oldest xdpctl supports."""
+
+    def __init__(self, release: str, minimum: str):
+        super().__init__(
+            f"Linux {release} is older than {minimum}, the oldest kernel xdpctl supports; "
+            f"boot Linux {minimum} or newer (docs/install.md, \"Kernels\", says why)"
+        )
+        self.release = release
+        self.minimum = minimum
+
+
 class KernelError(XdpctlError):
     """A kernel call failed in a way no more specific error describes."""

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +29,27 @@ from xdpctl.traffic.sender import Sender
 from xdpctl.lifecycle.state import STATE_ROOT
 
 pytestmark = pytest.mark.kernel
+
+CACHE_ENV = "XDPCTL_CACHE_DIR"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache_dir():
+    """The compile cache the run uses: XDPCTL_CACHE_DIR when the caller set it
+    (a VM guest reading the host's cache, or a warm rerun), else a private one
+    for the session (the run fills it: each variant is compiled once, and the
+    machine's /var/cache/xdpctl is left alone), removed at the end."""
+    if CACHE_ENV in os.environ:
+        yield os.environ[CACHE_ENV]
+        return
+    parent = tempfile.mkdtemp(prefix="xdpctl-test-cache-")  # 0700, ours
+    path = os.path.join(parent, "cache")
+    os.environ[CACHE_ENV] = path  # inherited by every xdpctl the tests start
+    try:
+        yield path
+    finally:
+        os.environ.pop(CACHE_ENV, None)
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @dataclass

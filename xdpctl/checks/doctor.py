@@ -84,11 +84,28 @@ def _headers() -> Check:
     return Check("kernel headers", status, found.describe(release), hint)
 
 
-def _kernel() -> Check:
-    release = os.uname().release
+def _kernel(release: str | None = None) -> Check:
+    from ..kernel import kernel_version
+
+    release = release or kernel_version.running_release()
+    if not kernel_version.supported(release):
+        minimum = kernel_version.minimum_text()
+        return Check("kernel", FAIL, f"Linux {release} is older than {minimum}, the oldest kernel xdpctl supports",
+                     f"boot Linux {minimum} or newer (docs/install.md, \"Kernels\", says why)")
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return Check("kernel", OK, f"Linux {release} (no BTF; xdpctl does not need it)")
     return Check("kernel", OK, f"Linux {release}, with BTF")
+
+
+def _compile_cache() -> Check:
+    from ..kernel import compile_cache
+
+    state, what = compile_cache.describe()
+    if state == OK:
+        return Check("compile cache", OK, what)
+    return Check("compile cache", WARN, what,
+                 "xdpctl compiles every program instead (2-4 s each); fix the directory or point "
+                 f"{compile_cache.ENV_DIR} at another")
 
 
 def _tools() -> Check:
@@ -147,7 +164,7 @@ def _orphans(app) -> Check:
 
 def run(app) -> list[Check]:
     caps = privileges.effective()
-    checks = [_privileges(caps), _kernel(), _bpffs(), _bcc(), _headers(), _tools()]
+    checks = [_privileges(caps), _kernel(), _bpffs(), _bcc(), _headers(), _compile_cache(), _tools()]
     if privileges.CAP_BPF in caps or privileges.CAP_SYS_ADMIN in caps:
         checks += _state(app)
         checks.append(_orphans(app))

@@ -11,8 +11,9 @@ from .params import json_option
 @json_option
 @click.pass_obj
 def command(app, as_json):
-    """Check what xdpctl needs (privileges, bpffs, BCC, kernel headers,
-    tools) and its state; say what to do about each problem.
+    """Check what xdpctl needs (privileges, the kernel, bpffs, BCC, kernel
+    headers, the compile cache, tools) and its state; say what to do about
+    each problem.
 
     Exits 1 when a check fails; warnings do not fail.
     """

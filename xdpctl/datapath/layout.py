@@ -130,6 +130,13 @@ class Layout:
         """u64 per class record: XDPCTL_CW."""
         return 1 + contract.summary_words(self.words) + self.words
 
+    def describe(self) -> str:
+        """The layout in words, for messages: "kinds src,dport, 1024 rules"
+        (the hits map's slots), and how many of them may be general."""
+        kinds = ",".join(name.lower() for name in KIND_NAMES if self.has_kind(name)) or "none"
+        general = f", {self.words * 64} general" if self.words else ""
+        return f"kinds {kinds}, {self.slots} rules{general}"
+
     def defines(self) -> list[tuple[str, str | None]]:
         """The -D flags of this layout (none without a rule engine)."""
         if not self.engine:

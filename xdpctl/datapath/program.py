@@ -7,7 +7,6 @@ is valid C. render_source() shows exactly what would be compiled (the hidden
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,23 +58,28 @@ def filter_program(options: FilterOptions, pin_dir: str | None, layout: Layout =
     defines: list[tuple[str, str | None]] = []
     if layout.engine and pin_dir is None:
         raise ValueError("the rule engine's tables are pinned: give a pin directory")
-    if pin_dir is not None:
-        if '"' in pin_dir or "\\" in pin_dir:
-            raise ValueError(f"unusable pin directory {pin_dir!r}")
-        defines.append(("XDPCTL_PIN_DIR", f'"{pin_dir}"'))
+    if pin_dir is not None and ('"' in pin_dir or "\\" in pin_dir):
+        raise ValueError(f"unusable pin directory {pin_dir!r}")
     if options.drop_non_ip:
         defines.append(("XDPCTL_DROP_NON_IP", None))
     if options.policy_deny:
         defines.append(("XDPCTL_POLICY_DENY", None))
     defines += layout.defines()
-    return BuildRequest(bpf_dir() / FILTER_SOURCE, contract.PROG_NAME, tuple(defines))
+    return BuildRequest(bpf_dir() / FILTER_SOURCE, contract.PROG_NAME, tuple(defines), pin_dir=pin_dir,
+                        variant=describe_variant(options, layout), abi_version=contract.ABI_VERSION)
+
+
+def describe_variant(options: FilterOptions, layout: Layout) -> str:
+    """The variant in words, for messages: "drop-non-ip, policy deny, kinds
+    src,dport, 1024 rules" ("count only" with neither options nor rules)."""
+    parts = options.describe()
+    if layout.engine:
+        parts.append(layout.describe())
+    return ", ".join(parts) or "count only"
 
 
 def empty_program() -> BuildRequest:
     return BuildRequest(bpf_dir() / EMPTY_SOURCE, EMPTY_FUNCTION)
-
-
-_LOCAL_INCLUDE = re.compile(r'^#include "([^"]+)"', re.M)
 
 
 def render_source(request: BuildRequest, extra_cflags: list[str] | tuple[str, ...] = ()) -> str:
@@ -83,17 +87,6 @@ def render_source(request: BuildRequest, extra_cflags: list[str] | tuple[str, ..
     out = [f"/* xdpctl: BCC compiles {request.source.name} with:"]
     out += [f" *   {flag}" for flag in (*request.cflags(), *extra_cflags)]
     out.append(" */")
-    seen: set[str] = set()
-
-    def emit(path: Path) -> None:
-        if path.name in seen:
-            return
-        seen.add(path.name)
-        text = path.read_text()
-        for name in _LOCAL_INCLUDE.findall(text):
-            if (path.parent / name).is_file():
-                emit(path.parent / name)
-        out.append(f"\n/* ---- {path.name} ---- */\n{text}")
-
-    emit(request.source)
+    for path in request.local_sources():
+        out.append(f"\n/* ---- {path.name} ---- */\n{path.read_text()}")
     return "\n".join(out)

@@ -1,25 +1,34 @@
 """The only module that imports BCC: compiling bpf/ and loading the result.
 
+A program compiled before (the same key: xdpctl/kernel/compile_cache.py) is
+loaded from the compile cache without BCC: its maps opened at their pins or
+made as BCC would, its bytecode verified and loaded again. A miss compiles
+as without a cache, then keeps what BCC loaded. Offloaded programs (device)
+are the device's and never cached.
+
 BCC writes clang's diagnostics and the verifier's log straight to the
 process's stdout and stderr. They are captured here, so that a user sees one
-line saying what went wrong (with the verifier's own message), and the rest
-only with --verbose.
+line saying what went wrong (with the verifier's own message, the kernel and
+the variant), and the rest only with --verbose.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import BccMissing, CompileFailed, HeadersMissing, MissingCapability, ModeError, VerifierRejected
-from .headers import KernelHeaders, find_kernel_headers
+from . import compile_cache, libbpf, program_image
 from .build import BuildRequest
+from .headers import KernelHeaders, find_kernel_headers
+from .kernel_version import require_supported, running_release
 
 BCC_PACKAGES = (
     "apt install python3-bpfcc (Debian/Ubuntu), dnf install python3-bcc (Fedora), "
@@ -99,6 +108,18 @@ def compile_error_summary(output: str) -> str:
     return "clang reported no error line; run with --verbose for its output"
 
 
+def refused(request: BuildRequest, err: int, log: str, release: str | None = None):
+    """The error for a program the kernel refused to load (err: its errno),
+    naming the kernel and the variant; the log goes to --verbose."""
+    if err == errno.EPERM:
+        return MissingCapability("loading an XDP program", "CAP_BPF and CAP_NET_ADMIN")
+    what = f"variant: {request.variant}" if request.variant else f"{request.function} in {request.source.name}"
+    where = f"the verifier of Linux {release or running_release()} rejected the program ({what})"
+    if err == errno.E2BIG:
+        return VerifierRejected(f"{where}: it is too large", log)
+    return VerifierRejected(f"{where}: {verifier_summary(log)}", log)
+
+
 @contextlib.contextmanager
 def _environment(env: dict[str, str]) -> Iterator[None]:
     """Set variables (BCC_KERNEL_SOURCE) for one compile, then restore them."""
@@ -116,21 +137,23 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 @dataclass
 class Loaded:
-    """A compiled, loaded program. Its fds stay valid until close()."""
+    """A loaded program and its maps. Its fds stay valid until close()."""
 
-    bpf: object
     prog_fd: int
     headers: KernelHeaders
+    maps: dict[str, int]  # the C's map names -> fds
     warnings: str = ""
-    _closed: bool = field(default=False, repr=False)
+    cache: str = ""  # what the compile cache did (compile_cache.Lookup.note), shown with --verbose
+    cached: bool = False  # loaded from the compile cache, not compiled
+    _release: Callable[[], None] | None = field(default=None, repr=False)
 
     def map_fd(self, name: str) -> int:
-        return self.bpf.get_table(name.encode()).map_fd
+        return self.maps[name]
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.bpf.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 def compile_and_load(
@@ -139,12 +162,56 @@ def compile_and_load(
     device: str | None = None,
     headers: KernelHeaders | None = None,
 ) -> Loaded:
-    """Compile request with BCC and load its XDP function into the kernel.
+    """Load request's XDP function into the kernel: from the compile cache
+    when it holds it, else compiled with BCC (and then kept there).
 
-    Pinned maps (XDPCTL_PIN_DIR) are created or reused by BCC at this point.
+    Pinned maps (request.pin_dir) are created or reused at this point.
     """
-    bcc = _import_bcc()
+    require_supported()
     headers = headers or find_kernel_headers()
+    if device is not None:
+        return _compile(request, device, headers, None)
+    lookup = compile_cache.Lookup(request, headers)
+    image = lookup.get()
+    if image is not None:
+        loaded = _load_image(request, image, headers, lookup)
+        if loaded is not None:
+            return loaded
+    return _compile(request, None, headers, lookup)
+
+
+def _load_image(request: BuildRequest, image, headers: KernelHeaders, lookup) -> Loaded | None:
+    """The cached program loaded, or None when its maps do not fit (then the
+    program is compiled, as on a miss)."""
+    try:
+        done = program_image.load(image, request.pin_dir)
+    except program_image.MapsDiffer as exc:
+        lookup.missed(str(exc))
+        return None
+    except libbpf.ProgLoadFailed as exc:
+        raise refused(request, exc.errno, exc.log) from None
+    except OSError as exc:  # making a map: BCC meets the same refusal and words it
+        lookup.missed(f"its maps could not be made: {exc.strerror}")
+        return None
+    return Loaded(done.prog_fd, headers, done.maps, cache=lookup.note, cached=True, _release=done.close)
+
+
+def _tables(bcc, module) -> list[tuple[str, int]]:
+    """Every map of a compiled module, by name and fd (declared ones too
+    that the function does not use, such as meta)."""
+    lib = bcc.lib
+    lib.bpf_num_tables.restype, lib.bpf_num_tables.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
+    lib.bpf_table_name.restype = ctypes.c_char_p
+    lib.bpf_table_name.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib.bpf_table_fd_id.restype = ctypes.c_int
+    lib.bpf_table_fd_id.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return [(lib.bpf_table_name(module.module, i).decode(), lib.bpf_table_fd_id(module.module, i))
+            for i in range(lib.bpf_num_tables(module.module))]
+
+
+def _compile(request: BuildRequest, device: str | None, headers: KernelHeaders, lookup) -> Loaded:
+    """Compile with BCC and load; keep the result in the cache (lookup)."""
+    bcc = _import_bcc()
     cflags = [*request.cflags(), *headers.cflags]
     module = None
     with _environment(headers.env), _captured_output() as out:
@@ -179,11 +246,22 @@ def compile_and_load(
         module.close()
         message = str(error)
         if "super-user" in message or "Operation not permitted" in message:
-            raise MissingCapability("loading an XDP program", "CAP_BPF and CAP_NET_ADMIN")
+            raise refused(request, errno.EPERM, log)
         if "Argument list too long" in message or "E2BIG" in message:
-            raise VerifierRejected("the verifier rejected the program: it is too large", log)
-        raise VerifierRejected(f"the verifier rejected the program: {verifier_summary(log)}", log)
-    return Loaded(bpf=module, prog_fd=fn.fd, headers=headers, warnings=text + log)
+            raise refused(request, errno.E2BIG, log)
+        raise refused(request, errno.EACCES, log)
+    tables = _tables(bcc, module)
+    if lookup is not None:
+        # What went wrong with keeping it is a note, never an error: the program is loaded.
+        try:
+            image, why = program_image.record(module.dump_func(request.function.encode()), tables, fn.fd,
+                                              bcc.lib.bpf_module_license(module.module).decode(),
+                                              request.pin_dir)
+        except OSError as exc:
+            image, why = None, f"cannot read what BCC loaded ({exc.strerror})"
+        lookup.put(image, why)
+    return Loaded(fn.fd, headers, dict(tables), warnings=text + log, cache=lookup.note if lookup else "",
+                  _release=module.close)
 
 
 def errno_is_perm(exc: OSError) -> bool:

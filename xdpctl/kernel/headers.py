@@ -45,6 +45,9 @@ class KernelHeaders:
     version: str         # the release the headers are for
     cflags: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    # Every header tree the compile reads (tree, and a split tree's flavour
+    # part, or build/ and source/): what the compile cache keys on.
+    trees: tuple[str, ...] = ()
 
     def describe(self, release: str) -> str:
         if self.kind == "fallback":
@@ -108,7 +111,7 @@ def _fallback(root: Path, machine: str) -> KernelHeaders | None:
             continue
         if (build / KCONFIG).is_file():
             return KernelHeaders("fallback", str(build), build.name[len("linux-headers-"):],
-                                 env={"BCC_KERNEL_SOURCE": str(build)})
+                                 env={"BCC_KERNEL_SOURCE": str(build)}, trees=(str(build),))
         stem = build.name.rsplit("-", 1)[0]
         for common in (src / f"{stem}-common", src / stem):
             if (common / KCONFIG).is_file():
@@ -124,6 +127,7 @@ def _fallback(root: Path, machine: str) -> KernelHeaders | None:
                     build.name[len("linux-headers-"):],
                     cflags=tuple(f"-I{build / g}" for g in gen),
                     env={"BCC_KERNEL_SOURCE": str(common)},
+                    trees=(str(common), str(build)),
                 )
     return None
 
@@ -146,12 +150,14 @@ def find_kernel_headers(
                 f"BCC_KERNEL_SOURCE={named} holds no {KCONFIG}; "
                 "point it at a complete kernel header tree or unset it"
             )
-        return KernelHeaders("env", named, release, env={"BCC_KERNEL_SOURCE": named})
+        return KernelHeaders("env", named, release, env={"BCC_KERNEL_SOURCE": named}, trees=(named,))
 
     moddir = root / "lib/modules" / release
+    # BCC reads build/, and source/ beside it when there is one.
+    trees = tuple(str(moddir / sub) for sub in ("build", "source") if (moddir / sub).exists())
     for sub in ("build", "source"):
         if (moddir / sub / KCONFIG).is_file():
-            return KernelHeaders("exact", str(moddir / sub), release)
+            return KernelHeaders("exact", str(moddir / sub), release, trees=trees)
 
     if (root / "sys/kernel/kheaders.tar.xz").is_file():
         return KernelHeaders("kheaders", "", release)

@@ -1,5 +1,5 @@
-"""The only module that calls libbpf: pinned objects, map I/O, object info and
-BPF_PROG_TEST_RUN, through ctypes.
+"""The only module that calls libbpf: pinned objects, map I/O, loading a
+program, object info and BPF_PROG_TEST_RUN, through ctypes.
 
 libbpf (libbpf.so.1) comes with BCC's packages. Going through it rather than
 BCC's Python module lets `xdpctl stats` read pinned maps without loading the
@@ -98,6 +98,7 @@ class ProgInfo:
     name: str
     tag: str
     map_ids: tuple[int, ...]
+    xlated_len: int = 0  # bytes of the instructions the kernel holds (after its rewrites)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ def _load():
             "bpf_prog_test_run_opts": [ctypes.c_int, vp],
             "libbpf_num_possible_cpus": [],
             "bpf_map_create": [ctypes.c_int, cp, u32, u32, u32, vp],
+            "bpf_prog_load": [ctypes.c_int, cp, cp, vp, ctypes.c_size_t, vp],
         }.items():
             fn = getattr(lib, fname)
             fn.argtypes = args
@@ -259,6 +261,69 @@ def map_ids() -> list[int]:
     return _ids("bpf_map_get_next_id")
 
 
+# --- loading a program ---------------------------------------------------------
+
+BPF_PROG_TYPE_XDP = 6
+BPF_INSN_SIZE = 8
+VERIFIER_LOG_SIZE = 16 << 20  # as BCC's first try: enough for the failing path of a large program
+
+
+class _ProgLoadOpts(ctypes.Structure):
+    """The leading fields of struct bpf_prog_load_opts (libbpf >= 0.7); sz
+    tells libbpf where they end, so later versions' fields stay zero."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("attempts", ctypes.c_int),
+        ("expected_attach_type", ctypes.c_uint32),
+        ("prog_btf_fd", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("kern_version", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+        ("attach_prog_fd", ctypes.c_uint32),
+        ("attach_btf_obj_fd", ctypes.c_uint32),
+        ("fd_array", ctypes.c_void_p),
+        ("func_info", ctypes.c_void_p),
+        ("func_info_cnt", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("line_info", ctypes.c_void_p),
+        ("line_info_cnt", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_void_p),
+    ]
+
+
+class ProgLoadFailed(OSError):
+    """The kernel refused a program; log holds the verifier's log when one was asked for."""
+
+    def __init__(self, err: int, log: str = ""):
+        super().__init__(err, os.strerror(err))
+        self.log = log
+
+
+def prog_load(prog_type: int, name: str, license: str, insns: bytes, log: bool = False) -> int:
+    """Load instructions (map fds already in their ld_imm64s); returns the
+    program's fd. log: keep the verifier's log (level 1) for the error; the
+    verifier then works the same, only slower, so callers ask for it only
+    on a retry after a refusal."""
+    lib = _load()
+    opts = _ProgLoadOpts(sz=ctypes.sizeof(_ProgLoadOpts))
+    buf = None
+    if log:
+        buf = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
+        opts.log_level, opts.log_size = 1, VERIFIER_LOG_SIZE
+        opts.log_buf = ctypes.cast(buf, ctypes.c_void_p)
+    ret = lib.bpf_prog_load(prog_type, name.encode()[: BPF_OBJ_NAME_LEN - 1], license.encode(), _in(insns),
+                            len(insns) // BPF_INSN_SIZE, ctypes.byref(opts))
+    if ret < 0:
+        err = -ret if ret != -1 else (ctypes.get_errno() or 1)
+        raise ProgLoadFailed(err, buf.value.decode(errors="replace") if buf is not None else "")
+    return ret
+
+
 # --- object info -------------------------------------------------------------
 
 
@@ -282,6 +347,7 @@ def prog_info(fd: int) -> ProgInfo:
         name=info.name.decode(errors="replace"),
         tag=bytes(info.tag).hex(),
         map_ids=ids,
+        xlated_len=info.xlated_prog_len,
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ..datapath import contract
 from ..kernel import privileges
+from ..kernel.kernel_version import require_supported
 from .deploy import Current, check_mode, deploy
 from ..errors import ForeignProgram
 from ..datapath.program import FilterOptions
@@ -47,6 +48,7 @@ def _arp_note(app, target: Target, options: FilterOptions) -> list[str]:
 
 def attach(app, ifname: str, mode: str = "native", options: FilterOptions = FilterOptions(),
            force: bool = False) -> AttachResult:
+    require_supported()  # before anything: no other check matters on a kernel that cannot load it
     privileges.require_attach(f"attaching XDP to {ifname}")
     from ..kernel.bpffs import ensure_mounted
 

@@ -166,6 +166,8 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         notes = []
         if loaded.headers.kind == "fallback" and current is None:
             notes.append("note: " + loaded.headers.describe(os.uname().release))
+        if app.verbose and loaded.cache:
+            notes.append("note: " + loaded.cache)
         new_id = libbpf.prog_info(loaded.prog_fd).id
         hits_copied: dict[int, tuple[int, int]] = {}
         if new_hits and old_layout.engine:
