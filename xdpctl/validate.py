@@ -78,10 +78,14 @@ def listen_address(text: str) -> tuple[str, int]:
     literal, never a host name, which may stand for several addresses or for
     another machine's: where a server listens is said exactly. Returns the
     address (without brackets) and the port."""
-    host, sep, port = text.rpartition(":")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        host = f"[{host}]" if sep else ""
+    else:
+        host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise BadInput(f"{text!r} is not ADDRESS:PORT; write {LISTEN_EXAMPLES}")
-    if host.startswith("[") and host.endswith("]"):
+    if host.startswith("["):
         host = host[1:-1]
         try:
             ipaddress.IPv6Address(host)
