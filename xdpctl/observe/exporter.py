@@ -21,7 +21,6 @@ import errno
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -219,12 +218,7 @@ def bind(host: str, port: int, app: Callable) -> WSGIServer:
     return server
 
 
-class _Terminated(Exception):
-    """SIGTERM: stop serving, and exit 0."""
-
-
-def _terminate(signum, frame):
-    raise _Terminated
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def run(app, listen: tuple[str, int], *, rule_metrics: bool, ready: Callable[[str], None],
@@ -242,20 +236,20 @@ def run(app, listen: tuple[str, int], *, rule_metrics: bool, ready: Callable[[st
                                own_links=scrape.links_here)
 
     server = bind(*listen, wsgi_app(registry_for(read, rule_metrics), warn))
-    previous = signal.getsignal(signal.SIGTERM)
+    # Ctrl-C and SIGTERM are blocked in every thread, the server's included
+    # (threads inherit the mask), and taken by sigwait below: a signal the
+    # kernel handed to a server thread would leave the main thread asleep.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     thread = threading.Thread(target=server.serve_forever, name="xdpctl-exporter", daemon=True)
     try:
-        signal.signal(signal.SIGTERM, _terminate)
         thread.start()
         ready(f"http://{where(*listen)}/metrics")
-        while True:
-            time.sleep(3600)
-    except _Terminated:
-        pass
+        received = signal.sigwait(STOP_SIGNALS)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM while closing
         if thread.is_alive():
             server.shutdown()
         server.server_close()
         thread.join(5)
-        signal.signal(signal.SIGTERM, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if received == signal.SIGINT:
+        raise KeyboardInterrupt  # exit 130, as every command on Ctrl-C
