@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import threading
 import urllib.error
@@ -325,3 +326,50 @@ def test_a_privileged_port_without_the_capability():
     if os.geteuid() != 0 and start > 1:  # as the unit tests run in CI (nobody): the real refusal
         with pytest.raises(XdpctlError, match="needs CAP_NET_BIND_SERVICE"):
             exporter.bind("127.0.0.1", start - 1, lambda *a: [])
+
+
+# --- stopping ----------------------------------------------------------------------
+
+RUN = """
+import sys
+from xdpctl.cli.app import App
+from xdpctl.kernel import privileges
+from xdpctl.observe import exporter
+privileges.require_bpf = lambda *args, **kw: None  # no root here: the state root is a directory of its own
+try:
+    exporter.run(App(state_root=sys.argv[1]), ("127.0.0.1", int(sys.argv[2])), rule_metrics=True,
+                 ready=lambda url: print("ready", url, file=sys.stderr, flush=True), warn=print)
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_stop_it_even_while_it_serves(tmp_path, sig, code):
+    """Whichever thread the kernel hands the signal to (the server's are
+    busy with scrapes here), the exporter stops at once."""
+    import subprocess
+    import sys
+    import time
+
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-c", RUN, str(tmp_path / "state"), str(port)],
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr.readline().startswith(f"ready http://127.0.0.1:{port}/metrics")
+            for _ in range(5):
+                assert get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+            started = time.monotonic()
+            proc.send_signal(sig)
+            assert proc.wait(timeout=10) == code
+            assert time.monotonic() - started < 5
+            assert "Traceback" not in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
