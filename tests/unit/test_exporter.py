@@ -373,3 +373,63 @@ def test_sigterm_and_ctrl_c_stop_it_even_while_it_serves(tmp_path, sig, code):
                 proc.kill()
                 proc.wait()
             proc.stderr.close()
+
+
+# --- which attachments a scrape counts -------------------------------------------------
+
+
+class FakeAttachment:
+    """An attachment whose meta is given; its maps are never opened (the
+    counters reader is replaced)."""
+
+    def __init__(self, meta, ifindex=7):
+        self.ifindex = ifindex
+        self.netns_ino = 99
+        self.path = f"/nonexistent/ns99/if{ifindex}"
+        self._meta = meta
+
+    def read_meta(self):
+        return self._meta
+
+    def pin(self, name):
+        return f"{self.path}/{name}"
+
+    def exists(self):
+        return True
+
+
+def meta(**kw) -> contract.Meta:
+    fields = dict(abi_version=contract.ABI_VERSION, ifindex=7, netns_ino=99, prog_id=41, pending_prog_id=0,
+                  mode=contract.MODES["native"], options=contract.OPT_DROP_NON_IP, attached_at=1, features=0,
+                  ifname="eth7")
+    fields.update(kw)
+    return contract.Meta(**fields)
+
+
+@pytest.fixture
+def no_maps(monkeypatch):
+    monkeypatch.setattr(scrape.counters, "read", lambda pin: made_up_counters(3))
+
+
+def test_another_namespace_is_read_as_recorded(no_maps):
+    r = scrape.read_attachment(FakeAttachment(meta()), "blue", live=None, rules=True)
+    assert (r.interface, r.netns, r.prog_id, r.mode, r.options) == ("eth7", "blue", 41, "native", ("drop-non-ip",))
+    assert r.counters == made_up_counters(3) and r.rules == ()  # no rule engine in this layout
+
+
+@pytest.mark.parametrize("live, expected", [
+    ({7: scrape.Live("renamed7", 41, "native")}, ("renamed7", 41)),  # netlink's name is the current one
+    ({7: scrape.Live("eth7", 42, "native")}, ("eth7", 42)),  # mid-swap: the pending program is attached
+    ({}, None),  # the interface was deleted without a detach
+    ({7: scrape.Live("eth7", 0, "")}, None),  # nothing attached any more
+    ({7: scrape.Live("eth7", 555, "native")}, None),  # another tool's program replaced xdpctl's
+    ({8: scrape.Live("eth7", 41, "native")}, None),  # the name alone proves nothing
+])
+def test_in_its_own_namespace_netlink_confirms_the_program(no_maps, live, expected):
+    r = scrape.read_attachment(FakeAttachment(meta(pending_prog_id=42)), "", live=live, rules=False)
+    assert (r and (r.interface, r.prog_id)) == expected
+
+
+@pytest.mark.parametrize("recorded", [None, meta(abi_version=contract.ABI_VERSION + 1), meta(prog_id=0)])
+def test_half_made_or_foreign_state_is_left_out(no_maps, recorded):
+    assert scrape.read_attachment(FakeAttachment(recorded), "", live=None, rules=True) is None
