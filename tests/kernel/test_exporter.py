@@ -180,10 +180,10 @@ def dashboard_queries() -> list[str]:
     return [t["expr"] for p in d["panels"] for t in p["targets"]]
 
 
-def as_queried(expr: str) -> str:
+def as_queried(expr: str, iface: str, netns: str) -> str:
     """A dashboard query as Grafana sends it, its variables filled in."""
     return (expr.replace("$__rate_interval", "15s").replace("$__range", "1m")
-            .replace("$interface", ".*").replace("$netns", ".*"))
+            .replace("$interface", iface).replace("$netns", netns))
 
 
 @needs_prometheus
@@ -218,7 +218,8 @@ def test_prometheus_stores_exactly_what_stats_and_rule_list_say_and_series_follo
             "prog_id": str(stats["prog_id"]), "mode": "native", "options": "drop-non-ip"}
         assert klab.xdpctl.json("stats", klab.iface)["interfaces"][0]["counters"] == stats["counters"]  # still
         for expr in dashboard_queries():  # the dashboard's queries run, and find this interface
-            assert prom.query(as_queried(expr)), expr
+            result = prom.wait(as_queried(expr, klab.iface, ns), lambda r: r != [])  # rate(): two scrapes
+            assert {r["metric"].get("interface") for r in result} <= {klab.iface, None}, (expr, result)
 
         # Detached: its series go at the next scrape, the exporter running on.
         klab.xdpctl("detach", klab.iface)
