@@ -139,7 +139,10 @@ class Prometheus:
             if done(result):
                 return result
             if time.monotonic() > deadline:
-                raise AssertionError(f"after {timeout} s, {expr} still gives {result}")
+                scrapes = {name: self.query(f'{name}{{job="xdpctl"}}')
+                           for name in ("up", "scrape_duration_seconds", "scrape_samples_scraped")}
+                raise AssertionError(f"after {timeout} s, {expr} still gives {result}; the last scrape: "
+                                     + "; ".join(f"{k} {[r['value'][1] for r in v]}" for k, v in scrapes.items()))
             time.sleep(0.5)
 
 

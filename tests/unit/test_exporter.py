@@ -433,3 +433,39 @@ def test_in_its_own_namespace_netlink_confirms_the_program(no_maps, live, expect
 @pytest.mark.parametrize("recorded", [None, meta(abi_version=contract.ABI_VERSION + 1), meta(prog_id=0)])
 def test_half_made_or_foreign_state_is_left_out(no_maps, recorded):
     assert scrape.read_attachment(FakeAttachment(recorded), "", live=None, rules=True) is None
+
+
+class FakeState:
+    def __init__(self, attachments):
+        self._attachments = attachments
+
+    def check(self):
+        return True
+
+    def attachments(self):
+        return self._attachments
+
+
+def test_one_attachment_that_cannot_be_read_leaves_the_others(no_maps, monkeypatch):
+    good, bad = FakeAttachment(meta(), ifindex=7), FakeAttachment(meta(ifname="eth8"), ifindex=8)
+
+    def read_meta_fails():
+        raise KernelError("reading /nonexistent/ns99/if8/meta failed: Invalid argument")
+
+    bad.read_meta = read_meta_fails
+    told = []
+    got = scrape.read_all(FakeState([bad, good]), rules=False, host_ino=1, own_ino=2, own_links=dict,
+                          left_out=told.append)
+    assert [r.interface for r in got] == ["eth7"] and told == [
+        "reading /nonexistent/ns99/if8/meta failed: Invalid argument"]
+    with pytest.raises(KernelError):  # without left_out, the error is the caller's
+        scrape.read_all(FakeState([bad, good]), rules=False, host_ino=1, own_ino=2, own_links=dict)
+    from xdpctl.errors import MissingCapability
+
+    def no_capability():
+        raise MissingCapability("reading /nonexistent/ns99/if8", "CAP_BPF")
+
+    bad.read_meta = no_capability
+    with pytest.raises(MissingCapability):  # no one attachment's: the scrape fails (HTTP 500)
+        scrape.read_all(FakeState([bad, good]), rules=False, host_ino=1, own_ino=2, own_links=dict,
+                        left_out=told.append)

@@ -230,10 +230,20 @@ def run(app, listen: tuple[str, int], *, rule_metrics: bool, ready: Callable[[st
     host_ino = scrape.machine_netns_ino()  # before --netns moves this process
     own_ino = app.netns_ino  # enters --netns: the server listens there
     app.state.check()  # a state directory that is not xdpctl's: refused now, in one line
+    scrape.links_here()  # netlink answers here, and the first scrape pays no import
+
+    told: set[str] = set()
+
+    def left_out(message: str) -> None:
+        """One attachment that cannot be read leaves the others' metrics be;
+        said once, not at every scrape."""
+        if message not in told:
+            told.add(message)
+            warn(f"left out of the metrics: {message}")
 
     def read() -> list[Reading]:
         return scrape.read_all(app.state, rules=rule_metrics, host_ino=host_ino, own_ino=own_ino,
-                               own_links=scrape.links_here)
+                               own_links=scrape.links_here, left_out=left_out)
 
     server = bind(*listen, wsgi_app(registry_for(read, rule_metrics), warn))
     # Ctrl-C and SIGTERM are blocked in every thread, the server's included

@@ -165,9 +165,14 @@ def _read(att: Attachment, label: str, live: dict[int, Live] | None, rules: bool
 
 
 def read_all(state: State, *, rules: bool, host_ino: int, own_ino: int,
-             own_links: Callable[[], dict[int, Live]], names_dir: str = NETNS_DIR) -> list[Reading]:
-    """Every attachment that counts, in every namespace. own_links: the exporter's own namespace's
-    interfaces, asked for only when it has attachments."""
+             own_links: Callable[[], dict[int, Live]], names_dir: str = NETNS_DIR,
+             left_out: Callable[[str], None] | None = None) -> list[Reading]:
+    """Every attachment that counts, in every namespace. own_links: the
+    exporter's own namespace's interfaces, asked for only when it has
+    attachments. left_out: told of an attachment that could not be read (a
+    KernelError), which is then left out and the rest read; without it, the
+    error is raised. A missing capability is raised either way: it is no
+    one attachment's."""
     if not state.check():  # nothing attached anywhere (or bpffs not mounted)
         return []
     label = netns_labels(host_ino, names_dir)
@@ -176,7 +181,15 @@ def read_all(state: State, *, rules: bool, host_ino: int, own_ino: int,
     for att in state.attachments():
         if att.netns_ino == own_ino and live is None:
             live = own_links()
-        reading = _read(att, label(att.netns_ino), live if att.netns_ino == own_ino else None, rules)
+        try:
+            reading = _read(att, label(att.netns_ino), live if att.netns_ino == own_ino else None, rules)
+        except MissingCapability:
+            raise
+        except KernelError as exc:
+            if left_out is None:
+                raise
+            left_out(str(exc))
+            continue
         if reading is not None:
             out.append(reading)
     return out
