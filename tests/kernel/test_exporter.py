@@ -131,7 +131,7 @@ class Prometheus:
         assert status == 200 and answer["status"] == "success", (expr, body[:500])
         return answer["data"]["result"]
 
-    def wait(self, expr: str, done, timeout: float = 30) -> list[dict]:
+    def wait(self, expr: str, done, timeout: float = 60) -> list[dict]:
         """The query's result once done(result) holds (scrapes come every second)."""
         deadline = time.monotonic() + timeout
         while True:
