@@ -67,6 +67,19 @@ headers_package() {
     fi
 }
 
+# Debian's prometheus package enables and starts its own server, listening on
+# every address (:9090). The tests need only the binary, and start their own
+# on loopback; so the server this set-up installed is stopped and disabled.
+quiet_prometheus() {
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prometheus ]; then  # sysvinit: the package's init script
+        as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        command -v update-rc.d >/dev/null 2>&1 && as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+    note "prometheus: installed for the tests; its own server is stopped and disabled (the tests start theirs on loopback)"
+}
+
 install_system() {
     [ -r /etc/os-release ] || die "cannot tell the distribution (/etc/os-release is missing)"
     # shellcheck disable=SC1091
@@ -77,7 +90,9 @@ install_system() {
     esac
 
     local want=(python3-bpfcc python3-venv iproute2 util-linux ca-certificates)
-    local optional=(bpftool xdp-tools)
+    # prometheus: the exporter's kernel test has a real Prometheus server scrape it,
+    # which the test starts on loopback itself.
+    local optional=(bpftool xdp-tools prometheus)
     local headers
     headers=$(headers_package)
     [ -n "$headers" ] && want+=("$headers")
@@ -93,6 +108,9 @@ install_system() {
         say "installing ${missing[*]}"
         apt_update_once
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+        case " ${missing[*]} " in
+            *" prometheus "*) quiet_prometheus ;;
+        esac
     fi
 
     local release

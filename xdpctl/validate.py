@@ -3,6 +3,9 @@ Each failure is a BadInput with a message that says what is wrong."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from .errors import BadInput
 
 IFNAMSIZ = 16  # including the terminating NUL
@@ -64,3 +67,38 @@ def netns(name: str) -> str:
     if name in (".", ".."):
         raise BadInput(f"{name!r} is not a network namespace name; `ip netns list` lists them")
     return name
+
+
+LISTEN_EXAMPLES = "127.0.0.1:9435, [::1]:9435, or 0.0.0.0:9435 for every IPv4 address"
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """A --listen value, ADDRESS:PORT: an IPv4 address, or an IPv6 address in
+    brackets ([::1]:9435), and a port from 1 to 65535. The address is a
+    literal, never a host name, which may stand for several addresses or for
+    another machine's: where a server listens is said exactly. Returns the
+    address (without brackets) and the port."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        host = f"[{host}]" if sep else ""
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise BadInput(f"{text!r} is not ADDRESS:PORT; write {LISTEN_EXAMPLES}")
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise BadInput(f"{host!r} in {text!r} is not an IPv6 address; write {LISTEN_EXAMPLES}") from None
+    elif ":" in host:
+        raise BadInput(f"{text!r}: write an IPv6 address in brackets, as [{host}]:{port}")
+    else:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise BadInput(f"{host!r} in {text!r} is not an IP address (a host name is not taken); "
+                           f"write {LISTEN_EXAMPLES}") from None
+    if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        raise BadInput(f"{port!r} in {text!r} is not a port from 1 to 65535")
+    return host, int(port)

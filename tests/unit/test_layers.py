@@ -72,6 +72,9 @@ def test_every_module_at_the_top_is_in_the_floor():
     ("observe/report.py", "import rich", "rich is imported by the renderer alone"),
     ("lifecycle/state.py", "from pyroute2 import IPRoute", "pyroute2 is imported by the netlink module alone"),
     ("checks/selftest.py", "from scapy.all import Ether", "scapy is imported by the frame builder alone"),
+    ("observe/report.py", "import prometheus_client", "prometheus_client is imported by the exporter alone"),
+    ("cli/exporter.py", "from prometheus_client import start_http_server",
+     "prometheus_client is imported by the exporter alone"),
 ])
 def test_a_wrong_import_breaks_a_contract(copy, module, line, broken):
     path = copy / "xdpctl" / module

@@ -128,6 +128,122 @@ def _with_space(tmp_path, exe: str) -> str:
     return str(spaced)
 
 
+# --- xdpctl-exporter.service ----------------------------------------------------------
+
+EXPORTER_PATH = "etc/systemd/system/xdpctl-exporter.service"
+EXPORTER_WANTS = "etc/systemd/system/multi-user.target.wants/xdpctl-exporter.service"
+
+
+def test_exporter_unit_serves_until_stopped_and_restarts_after_a_crash():
+    unit = parse(service.render("/usr/bin/xdpctl", service.EXPORTER_UNIT))
+    svc, head = unit["Service"], unit["Unit"]
+    assert svc["Type"] == "exec" and "RemainAfterExit" not in svc
+    assert svc["ExecStart"] == "/usr/bin/xdpctl exporter"
+    assert svc["EnvironmentFile"] == "-" + service.EXPORTER_ENV_FILE
+    assert svc["Restart"] == "on-failure"
+    assert svc["RestartPreventExitStatus"] == "2"  # bad input does not mend itself
+    assert "ExecStop" not in svc  # SIGTERM: the exporter stops cleanly on it
+    assert head["AssertPathIsMountPoint"] == "/sys/fs/bpf"
+    assert unit["Install"]["WantedBy"] == service.WANTED_BY
+
+
+def test_exporter_unit_has_the_apply_unit_s_hardening_and_only_cap_bpf():
+    apply_unit = parse(service.render("/usr/bin/xdpctl"))["Service"]
+    svc = parse(service.render("/usr/bin/xdpctl", service.EXPORTER_UNIT))["Service"]
+    assert svc["CapabilityBoundingSet"].split() == ["CAP_BPF"]
+    assert "AmbientCapabilities" not in svc
+    kept = {k: v for k, v in apply_unit.items()
+            if k.startswith(("Protect", "Private", "Restrict", "Lock", "NoNew"))}
+    assert len(kept) >= 9
+    for key, value in kept.items():
+        if key == "ProtectSystem":
+            assert svc[key] == "strict"  # it writes nothing: stricter than the apply unit's "full"
+        else:
+            assert svc[key] == value, key
+    for more in ("ProtectKernelTunables", "ProtectKernelModules", "PrivateDevices", "RestrictNamespaces"):
+        assert svc[more] == "yes", more  # it only reads: what breaks attaching does not break it
+    assert set(svc["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
+    for breaks in ("PrivateNetwork", "DynamicUser", "User"):
+        assert breaks not in svc, breaks
+
+
+def test_exporter_environment_file_sets_the_defaults():
+    from xdpctl.cli.exporter import DEFAULT_LISTEN
+
+    lines = [line for line in service.shipped_env(service.EXPORTER_UNIT).splitlines()
+             if line and not line.startswith("#")]
+    assert lines == [f"XDPCTL_EXPORTER_LISTEN={DEFAULT_LISTEN}", "XDPCTL_EXPORTER_RULE_METRICS=yes"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_rendered_exporter_unit_verifies(tmp_path, fake_xdpctl):
+    unit = tmp_path / service.EXPORTER_UNIT
+    unit.write_text(service.render(fake_xdpctl, service.EXPORTER_UNIT))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    complaints = [line for line in (proc.stdout + proc.stderr).splitlines() if service.EXPORTER_UNIT in line]
+    assert complaints == []
+    unit.write_text(service.render(fake_xdpctl, service.EXPORTER_UNIT).replace("Type=exec", "Type=sometimes"))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert any(service.EXPORTER_UNIT in line for line in (proc.stdout + proc.stderr).splitlines())
+
+
+def test_install_exporter_no_enable_writes_both_units(root):
+    result = run("service", "install", "--root", str(root), "--no-enable", "--xdpctl", XDPCTL, "--exporter")
+    assert result.exit_code == 0, result.output
+    assert (root / UNIT_PATH).read_text() == service.render(XDPCTL)
+    assert (root / EXPORTER_PATH).read_text() == service.render(XDPCTL, service.EXPORTER_UNIT)
+    assert stat.S_IMODE((root / EXPORTER_PATH).stat().st_mode) == 0o644
+    env = root / "etc/default/xdpctl-exporter"
+    assert env.read_text() == service.shipped_env(service.EXPORTER_UNIT)
+    assert f"installed {root / EXPORTER_PATH}: runs {XDPCTL} exporter" in result.stdout
+    assert "`systemctl enable xdpctl.service xdpctl-exporter.service`" in result.stdout
+    env.write_text("XDPCTL_EXPORTER_LISTEN=0.0.0.0:9435\n")  # the administrator's choice stays
+    assert run("service", "install", "--root", str(root), "--no-enable", "--xdpctl", XDPCTL,
+               "--exporter").exit_code == 0
+    assert env.read_text() == "XDPCTL_EXPORTER_LISTEN=0.0.0.0:9435\n"
+
+
+def test_install_without_exporter_leaves_the_exporter_unit_alone(root):
+    assert run("service", "install", "--root", str(root), "--no-enable", "--xdpctl", XDPCTL).exit_code == 0
+    assert not (root / EXPORTER_PATH).exists() and not (root / "etc/default/xdpctl-exporter").exists()
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="systemctl is not installed")
+def test_install_exporter_enables_both_and_uninstall_removes_both(root):
+    result = run("service", "install", "--root", str(root), "--xdpctl", XDPCTL, "--exporter")
+    assert result.exit_code == 0, result.output
+    assert os.readlink(root / WANTS_LINK) == "/" + UNIT_PATH
+    assert os.readlink(root / EXPORTER_WANTS) == "/" + EXPORTER_PATH
+    assert "enabled xdpctl.service, xdpctl-exporter.service: they start at boot" in result.stdout
+    result = run("service", "uninstall", "--root", str(root))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"removed {root / UNIT_PATH}", f"removed {root / EXPORTER_PATH}"]
+    for gone in (WANTS_LINK, EXPORTER_WANTS, UNIT_PATH, EXPORTER_PATH):
+        assert not os.path.lexists(root / gone), gone
+    assert (root / "etc/default/xdpctl-exporter").exists()  # configuration stays
+
+
+def test_uninstall_removes_an_exporter_unit_alone(root, no_systemctl):
+    unit = root / EXPORTER_PATH
+    unit.parent.mkdir(parents=True)
+    unit.write_text(service.render(XDPCTL, service.EXPORTER_UNIT))
+    result = run("service", "uninstall", "--root", str(root))
+    assert result.exit_code == 0 and result.stdout == f"removed {unit}\n"
+    assert not unit.exists()
+
+
+def test_failed_exporter_install_puts_everything_back(root, no_systemctl):
+    unit = root / EXPORTER_PATH
+    unit.parent.mkdir(parents=True)
+    unit.write_text("# an older exporter unit\n")
+    unit.chmod(0o600)
+    before = tree(root)
+    result = run("service", "install", "--root", str(root), "--xdpctl", XDPCTL, "--exporter")
+    one_line_error(result, 1, "systemctl is not installed", "nothing was installed")
+    assert tree(root) == before
+
+
 def test_exec_paths_are_quoted_or_refused():
     assert service.exec_path("/opt/xdpctl/bin/xdpctl") == "/opt/xdpctl/bin/xdpctl"
     assert service.exec_path("/opt/my tools/xdpctl") == '"/opt/my tools/xdpctl"'

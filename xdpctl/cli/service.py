@@ -17,7 +17,8 @@ def command():
     The unit runs `xdpctl apply /etc/xdpctl/xdpctl.toml` once the network is
     configured, `systemctl reload xdpctl` applies the file again, and stopping
     it detaches only with XDPCTL_DETACH_ON_STOP=yes in /etc/default/xdpctl.
-    See docs/service.md.
+    With --exporter, xdpctl-exporter.service serves the counters to
+    Prometheus too. See docs/service.md.
     """
 
 
@@ -26,20 +27,32 @@ def command():
 @click.option("--no-enable", is_flag=True, help="Write the unit, but do not enable it.")
 @click.option("--xdpctl", "xdpctl", metavar="PATH",
               help="The xdpctl the unit runs (default: this one).")
-def install(root, no_enable, xdpctl):
-    """Write xdpctl.service to /etc/systemd/system and enable it."""
+@click.option("--exporter", is_flag=True,
+              help="Install xdpctl-exporter.service too: the Prometheus exporter, on 127.0.0.1:9435.")
+def install(root, no_enable, xdpctl, exporter):
+    """Write xdpctl.service to /etc/systemd/system and enable it (and
+    xdpctl-exporter.service with --exporter)."""
     from ..lifecycle import service
     from .output import note
 
-    done = service.install(root, enable=not no_enable, xdpctl=xdpctl)
+    done = service.install(root, enable=not no_enable, xdpctl=xdpctl, exporter=exporter)
     click.echo(f"installed {done.unit_path}: runs {done.xdpctl} apply {service.CONFIG}")
     if done.env_path:
         click.echo(f"wrote {done.env_path}: XDPCTL_DETACH_ON_STOP=no (stopping leaves the filters attached)")
+    if done.exporter_unit_path:
+        click.echo(f"installed {done.exporter_unit_path}: runs {done.xdpctl} exporter, with the options "
+                   f"{service.EXPORTER_ENV_FILE} gives")
+    if done.exporter_env_path:
+        click.echo(f"wrote {done.exporter_env_path}: XDPCTL_EXPORTER_LISTEN=127.0.0.1:9435 (loopback only)")
+    units = ", ".join(done.units)
     if done.enabled:
-        now = " (`systemctl start xdpctl` starts it now)" if root == "/" else ""
-        click.echo(f"enabled {service.UNIT}: it starts at boot{now}")
+        names = " ".join(u.removesuffix(".service") for u in done.units)
+        now = f" (`systemctl start {names}` starts {'it' if len(done.units) == 1 else 'them'} now)" \
+            if root == "/" else ""
+        click.echo(f"enabled {units}: {'it starts' if len(done.units) == 1 else 'they start'} at boot{now}")
     else:
-        click.echo(f"not enabled: `systemctl enable {service.UNIT}` makes it start at boot")
+        click.echo(f"not enabled: `systemctl enable {' '.join(done.units)}` makes "
+                   f"{'it' if len(done.units) == 1 else 'them'} start at boot")
     for line in done.notes:
         note(f"note: {line}")
 
@@ -47,14 +60,14 @@ def install(root, no_enable, xdpctl):
 @command.command("uninstall")
 @root_option
 def uninstall(root):
-    """Disable and stop xdpctl.service, and remove it. The configuration
-    and /etc/default/xdpctl stay."""
+    """Disable and stop xdpctl.service (and xdpctl-exporter.service), and
+    remove them. The configuration and the files in /etc/default stay."""
     from ..lifecycle import service
 
     done = service.uninstall(root)
-    if done.removed:
-        click.echo(f"removed {done.unit_path}")
-    else:
+    for path in done.removed_paths:
+        click.echo(f"removed {path}")
+    if not done.removed:
         click.echo(f"{done.unit_path} is not there; nothing to do")
 
 

@@ -1,11 +1,12 @@
 """xdpctl.service: the systemd unit that applies /etc/xdpctl/xdpctl.toml at
-boot, installing and removing it, and what it runs when it stops.
+boot, installing and removing it, and what it runs when it stops; and
+xdpctl-exporter.service, the Prometheus exporter as a unit (--exporter).
 
-The unit ships in the package (xdpctl/systemd/). Installing writes it with
-the absolute path of the xdpctl that runs the install, then enables it with
+The units ship in the package (xdpctl/systemd/). Installing writes them with
+the absolute path of the xdpctl that runs the install, then enables them with
 systemctl (`systemctl --root DIR` for a staging tree). A failed install puts
-back what was there. Stopping the unit detaches the interfaces the file
-names only when /etc/default/xdpctl says XDPCTL_DETACH_ON_STOP=yes.
+back what was there. Stopping xdpctl.service detaches the interfaces the
+file names only when /etc/default/xdpctl says XDPCTL_DETACH_ON_STOP=yes.
 """
 
 from __future__ import annotations
@@ -24,16 +25,24 @@ from .. import safe_files
 from ..errors import BadInput, ForeignProgram, InterfaceGone, InterfaceNotFound, NotManaged, XdpctlError
 
 UNIT = "xdpctl.service"
+EXPORTER_UNIT = "xdpctl-exporter.service"
 UNIT_DIR = "/etc/systemd/system"
 CONFIG = "/etc/xdpctl/xdpctl.toml"
 ENV_FILE = "/etc/default/xdpctl"
+EXPORTER_ENV_FILE = "/etc/default/xdpctl-exporter"
 WANTED_BY = "multi-user.target"
 PLACEHOLDER = "@XDPCTL@"
 SHIPPED = Path(__file__).resolve().parent.parent / "systemd"
+# Each unit and its environment file (shipped as <unit name>.default).
+UNITS = {UNIT: ENV_FILE, EXPORTER_UNIT: EXPORTER_ENV_FILE}
 
 
-def template() -> str:
-    return (SHIPPED / UNIT).read_text()
+def template(unit: str = UNIT) -> str:
+    return (SHIPPED / unit).read_text()
+
+
+def shipped_env(unit: str) -> str:
+    return (SHIPPED / unit.replace(".service", ".default")).read_text()
 
 
 def exec_path(path: str) -> str:
@@ -46,9 +55,9 @@ def exec_path(path: str) -> str:
     return word if re.fullmatch(r"[A-Za-z0-9/._+,:=@%$-]+", word) else f'"{word}"'
 
 
-def render(xdpctl: str) -> str:
+def render(xdpctl: str, unit: str = UNIT) -> str:
     """The unit, running the xdpctl at the absolute path xdpctl."""
-    return template().replace(PLACEHOLDER, exec_path(xdpctl))
+    return template(unit).replace(PLACEHOLDER, exec_path(xdpctl))
 
 
 def _under(root: str, path: str) -> str:
@@ -103,16 +112,16 @@ UNIT_BYTES = 1 << 20  # the most xdpctl reads of a unit it is about to replace
 NEEDS_ROOT = "installing the unit needs root (or --root DIR to write under DIR)"
 
 
-def _before(unit_dir: int, unit_path: str) -> safe_files.Contents | None:
+def _before(unit_dir: int, unit_path: str, unit: str = UNIT) -> safe_files.Contents | None:
     """The unit there now, to put back if the install fails: read from the
     descriptor, never through a link (a masked unit is a link to /dev/null)."""
-    if not _lexists(unit_dir, UNIT):
+    if not _lexists(unit_dir, unit):
         return None
     try:
-        return safe_files.read(unit_path, UNIT_BYTES, what="a unit file", dir_fd=unit_dir, name=UNIT)
+        return safe_files.read(unit_path, UNIT_BYTES, what="a unit file", dir_fd=unit_dir, name=unit)
     except safe_files.UnsafePath as exc:
         raise safe_files.UnsafePath(exc.path, exc.target, f"remove it first (a masked unit: `systemctl unmask "
-                                    f"{UNIT}`)") from None
+                                    f"{unit}`)") from None
 
 
 def _lexists(dir_fd: int, name: str) -> bool:
@@ -137,6 +146,12 @@ class Installed:
     enabled: bool
     env_path: str | None = None  # written now (it is never overwritten)
     notes: list[str] = field(default_factory=list)
+    exporter_unit_path: str | None = None  # with --exporter
+    exporter_env_path: str | None = None  # written now
+
+    @property
+    def units(self) -> list[str]:
+        return [UNIT] + ([EXPORTER_UNIT] if self.exporter_unit_path else [])
 
 
 def _check_root(root: str) -> str:
@@ -145,43 +160,56 @@ def _check_root(root: str) -> str:
     return os.path.abspath(root)
 
 
-def install(root: str = "/", enable: bool = True, xdpctl: str | None = None) -> Installed:
+def install(root: str = "/", enable: bool = True, xdpctl: str | None = None, exporter: bool = False) -> Installed:
+    """Write xdpctl.service (and, with exporter, xdpctl-exporter.service),
+    each environment file that is missing, and enable the units: all of it,
+    or, when a step fails, nothing."""
     root = _check_root(root)
     exe = running_xdpctl(xdpctl, root)
-    text = render(exe)
-    unit_path = _under(root, f"{UNIT_DIR}/{UNIT}")
-    env_path = _under(root, ENV_FILE)
-    env_dir_name, env_name = os.path.split(ENV_FILE)
+    units = [UNIT, EXPORTER_UNIT] if exporter else [UNIT]
+    texts = {unit: render(exe, unit) for unit in units}
+    paths = {unit: _under(root, f"{UNIT_DIR}/{unit}") for unit in units}
+    env_paths = {unit: _under(root, UNITS[unit]) for unit in units}
     # Every directory and file from root down is opened without following a
     # link: nothing outside root is read or written, and what a failure
     # puts back is exactly what was there (its bytes and its mode).
     with _tree(root) as tree:
-        unit_dir = before = env_dir = None
-        unit_written = env_written = False
+        unit_dir = None
+        written: list[tuple[str, safe_files.Contents | None]] = []  # units, and what was there before
+        envs: list[tuple[int, str, str]] = []  # environment files written: (dir fd, name, path)
         try:
             unit_dir = tree.dir(UNIT_DIR, create=0o755)
-            before = _before(unit_dir, unit_path)
-            unit_written = safe_files.write(unit_path, text, 0o644, dir_fd=unit_dir, name=UNIT)
-            env_dir = tree.dir(env_dir_name, create=0o755)
-            # Never overwritten: the administrator's choice of XDPCTL_DETACH_ON_STOP stays.
-            env_written = safe_files.write(env_path, (SHIPPED / "xdpctl.default").read_text(), 0o644,
-                                           dir_fd=env_dir, name=env_name, exclusive=True)
+            for unit in units:
+                before = _before(unit_dir, paths[unit], unit)
+                if safe_files.write(paths[unit], texts[unit], 0o644, dir_fd=unit_dir, name=unit):
+                    written.append((unit, before))
+            for unit in units:
+                env_dir_name, env_name = os.path.split(UNITS[unit])
+                env_dir = tree.dir(env_dir_name, create=0o755)
+                # Never overwritten: the administrator's choices stay.
+                if safe_files.write(env_paths[unit], shipped_env(unit), 0o644, dir_fd=env_dir, name=env_name,
+                                    exclusive=True):
+                    envs.append((env_dir, env_name, env_paths[unit]))
             undone = ("nothing was installed; fix that and try again, or use --no-enable "
                       f"and run `xdpctl apply {CONFIG}` at boot another way")
             if _live(root):
                 systemctl(root, ["daemon-reload"], undone)
             if enable:
-                systemctl(root, ["enable", UNIT], undone)
+                systemctl(root, ["enable", *units], undone)
         except BaseException as exc:
-            if unit_written:
-                _put_back(unit_dir, UNIT, unit_path, before)
-            if env_written:
+            for unit, before in written:
+                _put_back(unit_dir, unit, paths[unit], before)
+            for env_dir, env_name, env_path in envs:
                 _put_back(env_dir, env_name, env_path, None)
             tree.remove_created()
             if isinstance(exc, BadInput):
                 raise _failed(exc) from None
             raise
-    result = Installed(unit_path, exe, enable, env_path if env_written else None)
+    made = {path for _, _, path in envs}
+    result = Installed(paths[UNIT], exe, enable, env_paths[UNIT] if env_paths[UNIT] in made else None,
+                       exporter_unit_path=paths.get(EXPORTER_UNIT),
+                       exporter_env_path=env_paths.get(EXPORTER_UNIT) if env_paths.get(EXPORTER_UNIT) in made
+                       else None)
     if not os.path.exists(_under(root, CONFIG)):
         result.notes.append(f"{CONFIG} does not exist yet, so the service will not start until it does "
                             f"(`mkdir -p {os.path.dirname(CONFIG)} && xdpctl export -o {CONFIG}` writes what runs now)")
@@ -210,39 +238,49 @@ def _put_back(dir_fd: int, name: str, path: str, before: safe_files.Contents | N
 @dataclass
 class Uninstalled:
     unit_path: str
-    removed: bool
+    removed: bool  # any unit
+    removed_paths: list[str] = field(default_factory=list)  # each unit removed
 
 
 def uninstall(root: str = "/") -> Uninstalled:
-    """Disable (and, on the running system, stop) the unit and remove it.
+    """Disable (and, on the running system, stop) xdpctl.service and
+    xdpctl-exporter.service, those that are there, and remove them.
     Stopping does what XDPCTL_DETACH_ON_STOP says; the configuration and
-    /etc/default/xdpctl stay. Nothing outside root is removed: the unit's
+    the environment files stay. Nothing outside root is removed: the units'
     directory is opened without following a link."""
     root = _check_root(root)
     unit_path = _under(root, f"{UNIT_DIR}/{UNIT}")
+    removed = []
     with _tree(root) as tree:
         try:
             unit_dir = tree.dir(UNIT_DIR)
         except BadInput as exc:
             raise _failed(exc) from None
-        if unit_dir is None or not _lexists(unit_dir, UNIT):
+        present = [unit for unit in UNITS if unit_dir is not None and _lexists(unit_dir, unit)]
+        if not present:
             return Uninstalled(unit_path, False)
         if shutil.which("systemctl"):
-            systemctl(root, ["disable", *(["--now"] if _live(root) else []), UNIT], f"{unit_path} is still there")
+            there = [_under(root, f"{UNIT_DIR}/{unit}") for unit in present]
+            systemctl(root, ["disable", *(["--now"] if _live(root) else []), *present],
+                      f"{' and '.join(there)} {'is' if len(there) == 1 else 'are'} still there")
         else:  # what `systemctl disable` would remove
             try:
                 wants_dir = tree.dir(f"{UNIT_DIR}/{WANTED_BY}.wants")
             except BadInput as exc:
                 raise _failed(exc) from None
-            if wants_dir is not None and _is_link(wants_dir, UNIT):
-                os.unlink(UNIT, dir_fd=wants_dir)
-        try:
-            os.unlink(UNIT, dir_fd=unit_dir)
-        except OSError as exc:
-            raise XdpctlError(f"cannot remove {unit_path}: {exc.strerror}; removing the unit needs root") from None
+            for unit in present:
+                if wants_dir is not None and _is_link(wants_dir, unit):
+                    os.unlink(unit, dir_fd=wants_dir)
+        for unit in present:
+            path = _under(root, f"{UNIT_DIR}/{unit}")
+            try:
+                os.unlink(unit, dir_fd=unit_dir)
+            except OSError as exc:
+                raise XdpctlError(f"cannot remove {path}: {exc.strerror}; removing the unit needs root") from None
+            removed.append(path)
     if _live(root):
-        systemctl(root, ["daemon-reload"], f"{unit_path} is removed; run `systemctl daemon-reload`")
-    return Uninstalled(unit_path, True)
+        systemctl(root, ["daemon-reload"], f"{', '.join(removed)} removed; run `systemctl daemon-reload`")
+    return Uninstalled(unit_path, True, removed)
 
 
 def _is_link(dir_fd: int, name: str) -> bool:

@@ -97,6 +97,16 @@ def read_rules(path: str, gen: int) -> list[Rule]:
     return [Rule.unpack(raw) for raw in read_rules_raw(path)[gen].values()]
 
 
+# struct xdpctl_rule opens with id, seq and slot (u32 each).
+RULE_ID_SLOT = struct.Struct("<I4xI")
+
+
+def read_rule_slots(path: str, gen: int) -> dict[int, int]:
+    """Generation gen's rules as id -> hits slot, decoding nothing else: what
+    the exporter reads at every scrape, for every rule."""
+    return {rule_id: RULE_ID_SLOT.unpack_from(raw)[1] for rule_id, raw in read_rules_raw(path)[gen].items()}
+
+
 def write_rules(path: str, gen: int, rules: list[Rule], stored: dict[int, bytes] | None = None) -> None:
     """Make the rules of generation gen exactly these. stored: what gen holds
     now (read when not given); only the difference is written."""
