@@ -247,7 +247,7 @@ static __always_inline void xdpctl_take_plain(const struct xdpctl_tables *t, con
  * (present is 0 or 1), without a branch. */
 /* Verifier: mask behind a barrier; LLVM drops it after an OR or a byte swap, which 6.1/6.12 do not bound. */
 #define XDPCTL_VALUE(t, field, present, index, size) \
-	((t)->field[(index) & ((size) - 1)] & XDPCTL_ALL(present))
+	((t)->field[xdpctl_opaque(index) & ((size) - 1)] & XDPCTL_ALL(present))
 
 /*
  * The decision index of the rule that decides the frame, or XDPCTL_NO_RULE.
