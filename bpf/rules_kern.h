@@ -164,8 +164,8 @@ struct xdpctl_scratch {
 static __always_inline __u32 xdpctl_trie(const __u32 *root, const __u32 *node, __u32 nodes,
 					 const __u8 *key, const int depth)
 {
-	/* Verifier: 6.1 loses the bounds of an OR of two unknown values: add (opaque, or LLVM ORs). */
-	__u32 e = root[xdpctl_opaque((__u32)key[0] << 8) + key[1]];
+	/* Verifier: 6.1 loses the bounds of an OR of two unknown values: add (opaque, or LLVM ORs; 64-bit, no zext). */
+	__u32 e = root[xdpctl_opaque64((__u64)key[0] << 8) + key[1]];
 	int i;
 
 #pragma unroll
