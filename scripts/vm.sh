@@ -17,6 +17,8 @@
 #                      writes go to a guest-only overlay); may repeat
 #   --console          show the guest's boot console (slow; for debugging)
 #
+# Only one VM runs at a time on a machine: a second vm.sh waits for the first.
+#
 # Examples:
 #   scripts/vm.sh 6.1 -- uname -r
 #   scripts/vm.sh 6.12 -- .venv/bin/xdpctl -v attach lo
@@ -162,6 +164,14 @@ NOT_NEEDED+=,iTCO_wdt,intel_pmc_bxt,psmouse,serio_raw,pcspkr,i2c_i801,lpc_ich,po
 
 resolve_kernel
 ensure_vng
+# One VM at a time on this machine: two emulated guests on two cores would
+# each run at half speed, and both could pass their timeouts. The lock is on
+# the runner's own (root-owned) directory, held until this script exits.
+exec 9<"$VM_HOME"
+if ! flock -n 9; then
+    say "another VM is running on this machine; waiting for it to finish"
+    flock 9
+fi
 export PATH=$VNG_VENV/bin:$PATH  # vng runs virtme-run by name
 
 release=$(basename "$VMLINUZ")
