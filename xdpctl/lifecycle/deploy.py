@@ -33,6 +33,7 @@ from ..errors import ForeignProgram, KernelError, ModeError
 from ..datapath.layout import Layout
 from ..kernel.netlink import AlreadyAttached
 from ..datapath.program import FilterOptions, filter_program
+from . import recovery, signals
 from .recovery import PIN_PROG_NEW, aside_path, drop_unused_pins
 from ..rules.model import Rule
 from ..rules.tables import build
@@ -117,13 +118,19 @@ def deploy(app, target: Target, *, mode: str, options: FilterOptions, rules: lis
 def _write_and_flip(att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
                     next_seq: int) -> None:
     """Write the inactive generation, then flip to it (the commit point)."""
+    _write_inactive(att, layout, current, built, rules)
+    engine.write_config(att.pin(contract.PIN_CONFIG), 1 - current.gen, len(rules), next_id, next_seq)
+
+
+def _write_inactive(att, layout: Layout, current: Current, built, rules: list[Rule]) -> None:
+    """Write rules and tables into the generation no program reads (the
+    inactive one of layout's tables); nothing changes until the flip."""
     new = 1 - current.gen
     engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
     engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
     # Hits of slots no rule of the active generation uses start at zero.
     active = {r.slot for r in current.rules}
     engine.zero_hits(att.pin(layout.pin_hits()), sorted({r.slot for r in rules} - active))
-    engine.write_config(att.pin(contract.PIN_CONFIG), new, len(rules), next_id, next_seq)
 
 
 def _swap(app, target: Target, current: Current | None, *, mode: str, options: FilterOptions, built,
@@ -171,10 +178,20 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         if new_hits and old_layout.engine:
             hits_copied = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)
             engine.add_hits(att.pin(layout.pin_hits()), hits_copied)
+        flip = None
         if current is None and layout.engine:
             # A first attach: the attach itself is the commit point.
             engine.write_rules(att.pin(contract.PIN_RULES), gen, rules)
             engine.write_config(att.pin(contract.PIN_CONFIG), gen, len(rules), next_id, next_seq)
+        elif layout.engine:
+            # The new rules go into the inactive generation now, where neither
+            # program reads them; the flip follows the swap at once, and
+            # config_flip records it, so that a kill in between settles to
+            # the old program with the old rules or the new with the new.
+            _write_inactive(att, layout, current, built, rules)
+            config = att.pin(contract.PIN_CONFIG)
+            flip = engine.config_value(1 - gen, len(rules), next_id, next_seq)
+            recovery.record_flip(att, engine.read_config_raw(config), flip)
         now = int(time.time())
         attached_at = target.meta.attached_at if current else now
         att.write_meta(_meta(target, app, prog_id=target.meta.prog_id if current else 0, pending=new_id,
@@ -182,23 +199,28 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
                              layout=old_layout if current else layout, attached_at=attached_at))
         libbpf.obj_pin(loaded.prog_fd, att.pin(PIN_PROG_NEW))
         faults.point("pinned-new")
-        replaced = _attach(app, target, loaded.prog_fd, mode, current is not None, force)
-        committed = True
-        faults.point("swapped")
-        # Record, then move the pin: a crash between the two leaves a state
-        # that recovery.settle finishes (see there).
-        att.write_meta(_meta(target, app, prog_id=new_id, pending=0, mode=mode, options=options,
-                             layout=layout, attached_at=attached_at))
-        faults.point("recorded")
-        os.replace(att.pin(PIN_PROG_NEW), att.pin(contract.PIN_PROG))
+        # From the swap on, the change must be finished: a Ctrl-C waits until
+        # it is; a SIGKILL leaves what recovery.settle finishes or undoes.
+        with signals.held():
+            replaced = _attach(app, target, loaded.prog_fd, mode, current is not None, force)
+            committed = True
+            faults.point("swapped")
+            if flip is not None:
+                engine.store_config(config, flip)
+            faults.point("flipped")
+            # Record, then move the pin: a crash between the two leaves a
+            # state that recovery.settle finishes (see there).
+            att.write_meta(_meta(target, app, prog_id=new_id, pending=0, mode=mode, options=options,
+                                 layout=layout, attached_at=attached_at))
+            faults.point("recorded")
+            os.replace(att.pin(PIN_PROG_NEW), att.pin(contract.PIN_PROG))
+            recovery.forget_flip(att)
         if new_hits and old_layout.engine:
             time.sleep(HITS_SETTLE_S)  # the old program's last frames
             final = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)
             engine.add_hits(att.pin(layout.pin_hits()), {
                 s: (p - hits_copied.get(s, (0, 0))[0], b - hits_copied.get(s, (0, 0))[1])
                 for s, (p, b) in final.items() if (p, b) != hits_copied.get(s, (0, 0))})
-        if current is not None and layout.engine:
-            _write_and_flip(att, layout, current, built, rules, next_id, next_seq)
     except BaseException:
         if not committed:
             _roll_back(att, current, pins_before, target.meta)

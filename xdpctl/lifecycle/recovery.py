@@ -2,15 +2,22 @@
 
 A program swap records the new program as pending in the meta map, pins it as
 prog_new, swaps it in (compare-and-swap), records it as the program, and only
-then moves the prog_new pin over the old one. Whatever point a SIGKILL hits,
-the next xdpctl to hold the state lock finds one of these and settles it:
+then moves the prog_new pin over the old one. A swap that also changes the
+rules (a new policy with new rules, say) has written them into the inactive
+generation before, and pins config_flip: the config before the change and
+after it. It flips the generation right after the swap, before it records
+anything: the new program must never go on deciding with the old rules, nor
+the old one with the new. Whatever point a SIGKILL hits, the next xdpctl to
+hold the state lock finds one of these and settles it:
 
 - pending set, old program still attached: the new one never went in; drop
   its pins (back to the old state);
 - pending set, new program attached: swap the old one back in (or, on a first
-  attach, detach it), then as above;
-- nothing pending, but prog_new is left: the swap was recorded; finish the
-  move of the pin (the new state).
+  attach, detach it), put the config back as config_flip recorded it before
+  the change, then as above (the old state: old program, old rules);
+- nothing pending, but prog_new or config_flip is left: the swap was
+  recorded; make the config what config_flip recorded after the change, and
+  finish the move of the pin (the new state: new program, new rules).
 
 A change can also be killed before it records anything as pending (leftovers,
 clear_leftovers): a first attach before its meta exists (its directory is
@@ -29,12 +36,18 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import struct
 
 from ..datapath import contract
 from ..kernel import libbpf
 from ..datapath.layout import Layout
+from ..rules import engine
+from . import signals
 
 PIN_PROG_NEW = contract.PIN_PROG + "_new"
+# During a swap that also flips the rule generation: an array of two configs
+# (struct xdpctl_config), [0] before the change and [1] after it.
+PIN_FLIP = contract.PIN_CONFIG + "_flip"
 ASIDE = "_stale_"  # if<N>_stale_<pid>: state a first attach set aside (deploy.py)
 
 
@@ -52,7 +65,44 @@ def is_aside(name: str, of: str | None = None) -> bool:
 def unsettled(att, meta: contract.Meta | None) -> bool:
     return att.exists() and (
         (meta is not None and meta.pending_prog_id != 0) or os.path.exists(att.pin(PIN_PROG_NEW))
+        or os.path.exists(att.pin(PIN_FLIP))
     )
+
+
+def record_flip(att, before: bytes, after: bytes) -> None:
+    """Pin config_flip: the config before a change and after it."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(att.pin(PIN_FLIP))
+    fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "xdpctl_flip", 4, contract.CONFIG.size, 2)
+    try:
+        libbpf.map_update(fd, struct.pack("<I", 0), before)
+        libbpf.map_update(fd, struct.pack("<I", 1), after)
+        libbpf.obj_pin(fd, att.pin(PIN_FLIP))
+    finally:
+        os.close(fd)
+
+
+def _flip(att) -> tuple[bytes, bytes] | None:
+    """(config before, config after) as config_flip recorded them, if it is there."""
+    try:
+        with libbpf.opened(att.pin(PIN_FLIP)) as fd:
+            return tuple(libbpf.map_lookup(fd, struct.pack("<I", i), contract.CONFIG.size) for i in (0, 1))
+    except FileNotFoundError:
+        return None
+
+
+def _config_to(att, flip: tuple[bytes, bytes] | None, which: int) -> None:
+    """Make the config what config_flip recorded (0: before, 1: after)."""
+    if flip is None or flip[which] is None:
+        return
+    path = att.pin(contract.PIN_CONFIG)
+    if os.path.exists(path) and engine.read_config_raw(path) != flip[which]:
+        engine.store_config(path, flip[which])
+
+
+def forget_flip(att) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(att.pin(PIN_FLIP))
 
 
 def recover(app, link, att):
@@ -71,16 +121,24 @@ def recover(app, link, att):
 
 def settle(app, link, att) -> None:
     """Bring att back to a consistent state. The caller holds the state lock."""
+    with signals.held():  # a Ctrl-C must not cut a settling in two either
+        _settle(app, link, att)
+
+
+def _settle(app, link, att) -> None:
     meta = att.read_meta()
     new_pin = att.pin(PIN_PROG_NEW)
     attached = link.xdp.prog_id if link.xdp else 0
     if meta is None:
         att.remove()
         return
-    if meta.pending_prog_id == 0:
-        if os.path.exists(new_pin):  # the swap was recorded: finish the move of the pin
+    flip = _flip(att)
+    if meta.pending_prog_id == 0:  # the swap was recorded: finish it
+        _config_to(att, flip, 1)
+        if os.path.exists(new_pin):
             os.replace(new_pin, att.pin(contract.PIN_PROG))
-            drop_unused_pins(att, Layout.unpack(meta.layout))
+        forget_flip(att)
+        drop_unused_pins(att, Layout.unpack(meta.layout))
         return
     if attached == meta.pending_prog_id:
         with libbpf.opened(new_pin) as new_fd:
@@ -92,8 +150,10 @@ def settle(app, link, att) -> None:
     if meta.prog_id == 0:  # a first attach: nothing to go back to
         att.remove()
         return
+    _config_to(att, flip, 0)  # the old program's rules, if the change had flipped to the new ones
     with contextlib.suppress(FileNotFoundError):
         os.unlink(new_pin)
+    forget_flip(att)
     drop_unused_pins(att, Layout.unpack(meta.layout))
     att.write_meta(dataclasses.replace(meta, pending_prog_id=0))
 
