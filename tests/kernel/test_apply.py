@@ -100,3 +100,34 @@ def test_a_bad_file_changes_nothing(klab, tmp_path):
     assert r.returncode == 2 and "writable by others" in r.stderr
     assert snapshot(klab) == before
     assert klab.xdpctl("export").stdout == exported
+
+
+def test_a_failed_apply_puts_back_the_rules_it_removed_with_their_hits(klab, tmp_path):
+    """Issue 12, defect 7: when a later interface fails, the earlier ones are
+    put back as they were, and a rule the file had removed comes back with its
+    hits (it had 222; it came back with 0)."""
+    import subprocess
+
+    lab = klab.lab
+    ns = lab.host_netns
+    subprocess.run(["ip", "-n", ns, "link", "add", "xp0", "type", "veth", "peer", "name", "xp1"], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "xp0", "up"], check=True)
+    klab.xdpctl("apply", write(tmp_path, "x.toml", config(klab.iface, lab)))
+    klab.send([frames.udp_frame(lab.endpoints(dport=53), b"x")], 222)
+    klab.wait_for_total(222)
+    (before,) = klab.xdpctl.json("stats", klab.iface)["interfaces"]
+    hits = {r["id"]: r["hits"]["packets"] for r in before["rules"]}
+    assert sorted(hits.values()) == [0, 0, 0, 222], hits
+    exported = klab.xdpctl("export").stdout
+
+    # The file drops the rule with the hits, and names a veth that cannot take
+    # an offloaded program: the first interface changes, the second fails.
+    text = config(klab.iface, lab).replace(
+        f'  {{ action = "drop", src = "{lab.peer4}/32", proto = "udp", dport = 53 }},\n', "")
+    text += '\n[interfaces.xp0]\nmode = "offload"\nrules = []\n'
+    r = klab.xdpctl("apply", write(tmp_path, "y.toml", text), check=False)
+    assert r.returncode == 1 and "cannot take an offloaded XDP program" in r.stderr, r.stderr
+    (after,) = klab.xdpctl.json("stats", klab.iface)["interfaces"]
+    assert after["rules"] == before["rules"]  # ids, order and hits: 222 again, not 0
+    assert after["counters"] == before["counters"]
+    assert klab.xdpctl("export").stdout == exported

@@ -128,9 +128,13 @@ def _write_inactive(att, layout: Layout, current: Current, built, rules: list[Ru
     new = 1 - current.gen
     engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
     engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
-    # Hits of slots no rule of the active generation uses start at zero.
+    # A rule new to the interface (an id never given before) may take the slot
+    # of a rule deleted earlier: its hits start at zero. A rule that comes back
+    # with its own id (a failed apply putting back what it removed) keeps its
+    # hits, which its slot still holds: slots are given only to new ids.
     active = {r.slot for r in current.rules}
-    engine.zero_hits(att.pin(layout.pin_hits()), sorted({r.slot for r in rules} - active))
+    fresh = {r.slot for r in rules if r.id >= current.next_id}
+    engine.zero_hits(att.pin(layout.pin_hits()), sorted(fresh - active))
 
 
 def _swap(app, target: Target, current: Current | None, *, mode: str, options: FilterOptions, built,
