@@ -13,17 +13,8 @@ from ..kernel import privileges
 from ..errors import NotManaged
 from ..datapath.program import FilterOptions
 from ..lifecycle.deploy import Current
-from ..lifecycle.ruleops import describe, hits_of
+from ..lifecycle.ruleops import describe, raw_hits
 from ..lifecycle.target import Target, forget_gone, load, prog_name, recorded, resolve
-
-
-def _reset_hits(target: Target, current: Current) -> None:
-    from ..rules import engine
-    from ..datapath.layout import Layout
-
-    layout = Layout.unpack(target.meta.layout)
-    if layout.engine:
-        engine.zero_hits(target.att.pin(layout.pin_hits()), [r.slot for r in current.rules])
 
 
 def _when(seconds: int) -> str:
@@ -86,18 +77,33 @@ def _managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
 
 
 def stats(app, ifnames: tuple[str, ...] = (), reset: bool = False) -> dict:
-    """Counters of the given managed interfaces, or of all of them."""
+    """Counters of the given managed interfaces, or of all of them, since the
+    last reset. reset: start them again from what this read (nothing the
+    program counts meanwhile is lost: see datapath/counters.py)."""
     privileges.require_bpf("reading xdpctl's counters")
     out = []
     for target in _managed_targets(app, ifnames):
-        entry = _entry(target)
-        pin = target.att.pin(contract.PIN_COUNTERS)
-        entry["counters"] = counters.read(pin)
-        entry["total"] = counters.total(entry["counters"])
-        current = Current.read(target)
-        entry["rules"] = describe(current.rules, hits_of(target, current.rules))
-        if reset:
-            counters.reset(pin)
-            _reset_hits(target, current)
-        out.append(entry)
+        if not reset:
+            out.append(_stats_entry(target, False))
+            continue
+        with app.state.lock():  # one reset at a time, and no change of rules meanwhile
+            target = load(app, app.netlink.link_by_index(target.link.ifindex) or target.link)
+            if not target.ours:
+                raise NotManaged(target.ifname)
+            out.append(_stats_entry(target, True))
     return {"interfaces": out}
+
+
+def _stats_entry(target: Target, reset: bool) -> dict:
+    entry = _entry(target)
+    directory = str(target.att.path)
+    base = counters.read_baseline(directory)  # before the counts: see there
+    raw = counters.read(target.att.pin(contract.PIN_COUNTERS))
+    current = Current.read(target)
+    hits = raw_hits(target, current.rules)
+    entry["counters"] = counters.since(raw, base)
+    entry["total"] = counters.total(entry["counters"])
+    entry["rules"] = describe(current.rules, counters.hits_since(hits, base))
+    if reset:
+        counters.write_baseline(directory, raw, {r.slot: hits.get(r.slot, (0, 0)) for r in current.rules})
+    return entry

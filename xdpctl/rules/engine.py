@@ -14,7 +14,7 @@ import os
 import struct
 import time
 
-from ..datapath import contract
+from ..datapath import contract, counters
 from ..kernel import libbpf
 from ..datapath.layout import Layout
 from .model import Rule
@@ -147,11 +147,13 @@ def read_hits(path: str, slots: int) -> dict[int, tuple[int, int]]:
 
 
 def zero_hits(path: str, slots: list[int]) -> None:
+    """Start the hits of slots given to new rules at zero (and their baseline)."""
     if not slots:
         return
     with libbpf.opened(path) as fd:
         keys = b"".join(struct.pack("<I", s) for s in slots)
         libbpf.map_update_batch(fd, keys, bytes(_hits_value_size() * len(slots)), len(slots))
+    counters.forget_hits(os.path.dirname(path), slots)
 
 
 def add_hits(path: str, hits: dict[int, tuple[int, int]]) -> None:
