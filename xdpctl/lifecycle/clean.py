@@ -21,7 +21,7 @@ from ..errors import MissingCapability
 class Leftover:
     path: str
     what: str
-    action: str  # "remove" or "settle"
+    action: str  # "remove", "settle" or "repair"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +62,14 @@ def _here(app) -> list[Leftover]:
             found.append(Leftover(path, f"state of {name}: the interface is gone", "remove"))
         elif recovery.unsettled(att, meta):
             found.append(Leftover(path, f"{link.ifname}: a change interrupted midway", "settle"))
+        elif missing := recovery.damaged(app, link, att, meta):
+            damage = recovery.describe_damage(missing)
+            if recovery.lost(link, missing):
+                found.append(Leftover(path, f"{link.ifname}: damaged beyond repair: {damage}, and its program "
+                                            "does not hold that map; the program stays, no longer managed",
+                                      "remove"))
+            else:
+                found.append(Leftover(path, f"{link.ifname}: damaged state: {damage}", "repair"))
         elif meta is None:
             found.append(Leftover(path, f"{link.ifname}: state of an attach that never finished", "remove"))
         elif not link.xdp or link.xdp.prog_id != meta.prog_id:
@@ -114,7 +122,7 @@ def clean(app, dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
     with app.state.lock():
         found, notes = find(app)
         for item in found:
-            if item.action == "settle":
+            if item.action in ("settle", "repair"):
                 att = next(a for a in app.state.attachments(app.netns_ino) if str(a.path) == item.path)
                 recovery.recover(app, app.netlink.link_by_index(att.ifindex), att)
             else:

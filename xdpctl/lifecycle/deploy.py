@@ -72,7 +72,13 @@ class Current:
         layout = Layout.unpack(meta.layout)
         gen, rules, next_id, next_seq, inactive = 0, [], 1, 1, {}
         config = target.att.pin(contract.PIN_CONFIG)
-        if layout.engine and os.path.exists(config):
+        if layout.engine:
+            for pin in (contract.PIN_CONFIG, contract.PIN_RULES):
+                if not os.path.exists(target.att.pin(pin)):  # unpinned behind xdpctl's back, for good
+                    raise KernelError(
+                        f"xdpctl's state for {target.ifname} is damaged beyond repair: its {pin} pin is "
+                        f"missing; the program still filters as it did. `xdpctl detach {target.ifname}` "
+                        f"removes it, `xdpctl clean` stops managing it")
             gen, _count, next_id, next_seq = engine.read_config(config)
             stored = engine.read_rules_raw(target.att.pin(contract.PIN_RULES))
             rules = [Rule.unpack(raw) for raw in stored[gen].values()]
@@ -178,6 +184,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         if loaded.headers.kind == "fallback" and current is None:
             notes.append("note: " + loaded.headers.describe(os.uname().release))
         new_id = libbpf.prog_info(loaded.prog_fd).id
+        _hold_records(att, loaded.prog_fd, layout)
         hits_copied: dict[int, tuple[int, int]] = {}
         if new_hits and old_layout.engine:
             hits_copied = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)
@@ -238,6 +245,18 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         shutil.rmtree(stale_aside, ignore_errors=True)
     drop_unused_pins(att, layout)
     return Outcome(new_id, True, replaced, layout, notes)
+
+
+def _hold_records(att, prog_fd: int, layout: Layout) -> None:
+    """Have the program hold the maps only user space reads (meta, rules), as
+    it holds those it uses: should their pins be removed behind xdpctl's
+    back, recovery.repair pins them again from the program."""
+    for pin in (contract.PIN_META, contract.PIN_RULES) if layout.engine else (contract.PIN_META,):
+        try:
+            with libbpf.opened(att.pin(pin)) as map_fd:
+                libbpf.prog_bind_map(prog_fd, map_fd)
+        except OSError:
+            pass  # a kernel before 5.10: such a pin, once removed, cannot be repaired
 
 
 def _attach(app, target: Target, fd: int, mode: str, own: bool, force: bool) -> str:

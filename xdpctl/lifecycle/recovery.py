@@ -26,6 +26,14 @@ removed), or after it set aside the state of a program no longer attached
 back); a change that grows the rule engine's layout after it pinned the new
 layout's maps (they are unpinned: meta still records the old layout).
 
+State can also be damaged: a pin removed behind xdpctl's back (rm, a tool
+cleaning bpffs) while its program stays attached. The program still holds
+every map it uses, and meta records which program that is, so the missing
+pins are pinned again from it (repair): the same maps, counts and rules
+included. If meta itself is gone, the attached program's own meta map (the
+program holds it too) proves it xdpctl's when it records that very program
+on this interface in this namespace.
+
 The lock matters: while another xdpctl holds it, pending is its change in
 flight, not a leftover.
 """
@@ -41,6 +49,7 @@ import struct
 from ..datapath import contract
 from ..kernel import libbpf
 from ..datapath.layout import Layout
+from ..errors import MissingCapability
 from ..rules import engine
 from . import signals
 
@@ -106,17 +115,166 @@ def forget_flip(att) -> None:
 
 
 def recover(app, link, att):
-    """Settle what a killed change left of att, then clear what it made
-    before it recorded anything. The caller holds the state lock. Returns
-    the link as it is now (settling may swap its program)."""
+    """Settle what a killed change left of att, pin again what was unpinned
+    behind xdpctl's back, then clear what a killed change made before it
+    recorded anything. The caller holds the state lock. Returns the link as
+    it is now (settling may swap its program)."""
     meta = att.read_meta() if att.exists() else None
     if unsettled(att, meta):
         settle(app, link, att)
         link = app.netlink.link_by_index(link.ifindex) or link
         meta = att.read_meta() if att.exists() else None
+    missing = damaged(app, link, att, meta)
+    if missing and len(lost(link, missing)) < len(missing):
+        repair(app, link, att)
+        meta = att.read_meta() if att.exists() else None
     if leftovers(att, meta):
         clear_leftovers(att)
     return link
+
+
+# --- damaged state ---------------------------------------------------------------
+
+
+def expected_pins(meta: contract.Meta) -> list[str]:
+    """The pins an attachment has, by what its meta records."""
+    pins = [contract.PIN_PROG, contract.PIN_META, contract.PIN_COUNTERS]
+    layout = Layout.unpack(meta.layout)
+    if layout.engine:
+        pins += [contract.PIN_CONFIG, contract.PIN_RULES, layout.pin_tables(), layout.pin_hits()]
+    return pins
+
+
+def _program_fd(prog_id: int, what: str) -> int:
+    try:
+        return libbpf.prog_fd_by_id(prog_id)
+    except PermissionError:
+        raise MissingCapability(what, "CAP_SYS_ADMIN") from None
+
+
+def _maps_of(prog_fd: int, what: str) -> dict[str, int]:
+    """The program's maps by their kernel name (xdpctl_<pin>): fds the caller closes."""
+    out = {}
+    for map_id in libbpf.prog_info(prog_fd).map_ids:
+        try:
+            fd = libbpf.map_fd_by_id(map_id)
+        except PermissionError:
+            for other in out.values():
+                os.close(other)
+            raise MissingCapability(what, "CAP_SYS_ADMIN") from None
+        except FileNotFoundError:
+            continue
+        name = libbpf.map_info(fd).name
+        if name in out:
+            os.close(fd)
+        else:
+            out[name] = fd
+    return out
+
+
+def _programs_meta(app, link) -> contract.Meta | None:
+    """The meta the attached program itself holds, if it proves the program
+    xdpctl's: this ABI, recording that very program (nothing pending) on
+    this ifindex in this namespace."""
+    prog_id = link.xdp.prog_id if link.xdp else 0
+    if not prog_id:
+        return None
+    what = f"looking at the program on {link.ifname} (xdpctl's meta pin is missing)"
+    try:
+        prog_fd = _program_fd(prog_id, what)
+    except FileNotFoundError:
+        return None
+    try:
+        maps = _maps_of(prog_fd, what)
+    finally:
+        os.close(prog_fd)
+    try:
+        fd = maps.get("xdpctl_" + contract.PIN_META)
+        raw = libbpf.map_lookup(fd, b"\0\0\0\0", libbpf.map_info(fd).value_size) if fd is not None else None
+    finally:
+        for fd in maps.values():
+            os.close(fd)
+    if raw is None:
+        return None
+    if len(raw) < contract.META.size:
+        return None
+    meta = contract.Meta.unpack(raw[: contract.META.size])
+    own = (meta.abi_version == contract.ABI_VERSION and meta.prog_id == prog_id and not meta.pending_prog_id
+           and meta.ifindex == link.ifindex and meta.netns_ino == app.netns_ino)
+    return meta if own else None
+
+
+def damaged(app, link, att, meta: contract.Meta | None) -> list[str]:
+    """The pins missing from the state of xdpctl's program on link (which is
+    still attached): what repair() puts back. [] when nothing is missing, or
+    when the state is not of the program attached (then it is stale)."""
+    if link is None or not link.xdp or not att.exists():
+        return []
+    if meta is None:  # meta unpinned, or a first attach that never recorded it
+        if os.path.exists(att.pin(contract.PIN_META)):
+            return []
+        meta = _programs_meta(app, link)
+        if meta is None:
+            return []
+        present = set(att.pins()) | {contract.PIN_META}
+        return [contract.PIN_META] + [p for p in expected_pins(meta) if p not in present]
+    if (meta.abi_version != contract.ABI_VERSION or meta.pending_prog_id
+            or meta.prog_id != link.xdp.prog_id):
+        return []
+    present = set(att.pins())
+    return [p for p in expected_pins(meta) if p not in present]
+
+
+def _kernel_name(pin: str) -> str:
+    """The kernel's name of the map behind a pin (xdpctl_<name>)."""
+    layout_pin = pin.startswith((contract.PIN_TABLES + "_", contract.PIN_HITS + "_"))
+    return "xdpctl_" + (pin.split("_")[0] if layout_pin else pin)
+
+
+def lost(link, missing: list[str]) -> list[str]:
+    """Those of the missing pins that the attached program does not hold (a
+    map only user space reads, of a program an older xdpctl or a kernel
+    before 5.10 loaded): they cannot be pinned again."""
+    if not missing:
+        return []
+    what = f"looking at the program on {link.ifname} ({describe_damage(missing)})"
+    prog_fd = _program_fd(link.xdp.prog_id, what)
+    try:
+        maps = _maps_of(prog_fd, what)
+    finally:
+        os.close(prog_fd)
+    for fd in maps.values():
+        os.close(fd)
+    return [p for p in missing if p != contract.PIN_PROG and _kernel_name(p) not in maps]
+
+
+def describe_damage(missing: list[str]) -> str:
+    if len(missing) == 1:
+        return f"its {missing[0]} pin is missing"
+    return f"its {', '.join(missing[:-1])} and {missing[-1]} pins are missing"
+
+
+def repair(app, link, att) -> None:
+    """Pin again what is missing, from the attached program: it holds every
+    map it uses. The caller holds the state lock."""
+    meta = att.read_meta()
+    missing = damaged(app, link, att, meta)
+    if not missing:
+        return
+    what = f"repairing xdpctl's state for {link.ifname} ({describe_damage(missing)})"
+    prog_fd = _program_fd(link.xdp.prog_id, what)
+    try:
+        maps = _maps_of(prog_fd, what)
+        try:
+            for pin in missing:
+                fd = prog_fd if pin == contract.PIN_PROG else maps.get(_kernel_name(pin))
+                if fd is not None:  # else lost(): clean removes such state
+                    libbpf.obj_pin(fd, att.pin(pin))
+        finally:
+            for fd in maps.values():
+                os.close(fd)
+    finally:
+        os.close(prog_fd)
 
 
 def settle(app, link, att) -> None:
