@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from ..kernel import privileges
-from . import recovery
+from . import namespaces, recovery
 from ..errors import MissingCapability
 
 @dataclass
@@ -25,30 +25,6 @@ class Leftover:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def live_namespaces(proc: str = "/proc", named: str = "/var/run/netns") -> tuple[set[int], bool]:
-    """Inodes of every network namespace a process or a name holds, and
-    whether the view is complete: every process could be looked at, save
-    init, which some sandboxes hide and which lives in the initial namespace."""
-    inos, complete = set(), True
-    for pid in os.listdir(proc):
-        if pid.isdigit():
-            try:
-                inos.add(os.stat(f"{proc}/{pid}/ns/net").st_ino)
-            except FileNotFoundError:
-                pass  # it exited meanwhile
-            except OSError:
-                complete = complete and pid == "1"
-    try:
-        for name in os.listdir(named):
-            try:
-                inos.add(os.stat(os.path.join(named, name)).st_ino)
-            except OSError:
-                complete = False
-    except FileNotFoundError:
-        pass
-    return inos, complete
 
 
 def _here(app) -> list[Leftover]:
@@ -84,24 +60,25 @@ def _here(app) -> list[Leftover]:
 
 
 def _elsewhere(app) -> tuple[list[Leftover], list[str]]:
+    """The state of namespaces the kernel says are gone (namespaces.py)."""
     try:
         entries = sorted(os.listdir(app.state.root))
     except FileNotFoundError:
         return [], []
-    live, complete = live_namespaces()
     found, notes = [], []
     for entry in entries:
         if not (entry.startswith("ns") and entry[2:].isdigit()) or int(entry[2:]) == app.netns_ino:
             continue
         path = app.state.root / entry
-        if int(entry[2:]) in live:
-            if any(os.scandir(path)):
-                notes.append(f"{path}: another network namespace's state; `xdpctl --netns NAME clean` looks at it")
-            continue
-        if not complete:
-            notes.append(f"{path}: its namespace looks gone, but not every process could be looked at; left alone")
-            continue
-        found.append(Leftover(str(path), "state of a network namespace that no longer exists", "remove"))
+        lives = namespaces.lives(path, int(entry[2:]))
+        if lives:
+            notes.append(f"{path}: another network namespace's state; `xdpctl --netns NAME clean` looks at it")
+        elif lives is None:
+            notes.append(f"{path}: another network namespace's state, which this kernel cannot say is alive "
+                         "or gone (no namespace handle: Linux before 6.18, or state of an older xdpctl); left "
+                         f"alone: `xdpctl --netns NAME clean` in it, or `rm -r {path}` once it is gone")
+        else:
+            found.append(Leftover(str(path), "state of a network namespace that no longer exists", "remove"))
     return found, notes
 
 
@@ -120,6 +97,8 @@ def clean(app, dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
         return find(app)
     privileges.require_attach("cleaning xdpctl's leftover state", loads=False)
     with app.state.lock():
+        for att in app.state.attachments(app.netns_ino):  # state an older xdpctl made here
+            namespaces.record(att)
         found, notes = find(app)
         for item in found:
             if item.action in ("settle", "repair"):

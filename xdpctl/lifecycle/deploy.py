@@ -33,7 +33,7 @@ from ..errors import ForeignProgram, KernelError, ModeError
 from ..datapath.layout import Layout
 from ..kernel.netlink import AlreadyAttached
 from ..datapath.program import FilterOptions, filter_program
-from . import recovery, signals
+from . import namespaces, recovery, signals
 from .recovery import PIN_PROG_NEW, aside_path, drop_unused_pins
 from ..rules.model import Rule
 from ..rules.tables import build
@@ -164,6 +164,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
     pins_before = set(att.pins())
     if current is None:
         app.state.create(att)
+        namespaces.record(att)  # so that clean can ask the kernel whether the namespace lives
 
     loaded = None
     committed = False
