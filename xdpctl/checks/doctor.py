@@ -102,14 +102,17 @@ def _tools() -> Check:
 def _state(app) -> list[Check]:
     from ..lifecycle.clean import find
 
+    from ..lifecycle.clean import IN_FLIGHT
+
     checks = []
-    found, _ = find(app)
+    found, notes = find(app)
+    busy = "; another xdpctl is changing it now" if any(n.endswith(IN_FLIGHT) for n in notes) else ""
     if found:
-        checks.append(Check("state", WARN, f"{len(found)} leftover(s): " + "; ".join(f.what for f in found),
+        checks.append(Check("state", WARN, f"{len(found)} leftover(s): " + "; ".join(f.what for f in found) + busy,
                             "`xdpctl clean --dry-run` lists them, `xdpctl clean` removes, settles or "
                             "repairs them"))
     else:
-        checks.append(Check("state", OK, "xdpctl's state matches the interfaces"))
+        checks.append(Check("state", OK, "xdpctl's state matches the interfaces" + busy))
     other_abi = []
     for att in app.state.attachments(app.netns_ino):
         meta = att.read_meta()

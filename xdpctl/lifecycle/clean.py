@@ -27,15 +27,33 @@ class Leftover:
         return asdict(self)
 
 
-def _here(app) -> list[Leftover]:
-    found = []
+IN_FLIGHT = ("another xdpctl holds the state lock: a change in flight, or one a killed xdpctl left; "
+             "look again when it is done")
+
+
+def _here(app, busy: bool) -> tuple[list[Leftover], list[str]]:
+    """Leftovers in this namespace. busy: another xdpctl holds the lock, so
+    what looks mid-change may be its change in flight: said in a note, not
+    taken for a leftover (the interface being gone is a leftover either way)."""
+    found, notes = _look_here(app)
+    if not busy:
+        return found, notes
+    sure = [f for f in found if f.what.endswith(GONE)]
+    return sure, notes + [f"{f.path}: {f.what}: {IN_FLIGHT}" for f in found if f not in sure]
+
+
+GONE = ": the interface is gone"
+
+
+def _look_here(app) -> tuple[list[Leftover], list[str]]:
+    found: list[Leftover] = []
     for att in app.state.attachments(app.netns_ino):
         meta = att.read_meta()
         name = meta.ifname if meta else f"ifindex {att.ifindex}"
         link = app.netlink.link_by_index(att.ifindex)
         path = str(att.path)
         if link is None:
-            found.append(Leftover(path, f"state of {name}: the interface is gone", "remove"))
+            found.append(Leftover(path, f"state of {name}{GONE}", "remove"))
         elif recovery.unsettled(att, meta):
             found.append(Leftover(path, f"{link.ifname}: a change interrupted midway", "settle"))
         elif missing := recovery.damaged(app, link, att, meta):
@@ -56,7 +74,7 @@ def _here(app) -> list[Leftover]:
         for entry in sorted(os.listdir(ns_dir)):
             if recovery.is_aside(entry):
                 found.append(Leftover(str(ns_dir / entry), "state set aside by an attach that was killed", "remove"))
-    return found
+    return found, []
 
 
 def _elsewhere(app) -> tuple[list[Leftover], list[str]]:
@@ -83,10 +101,14 @@ def _elsewhere(app) -> tuple[list[Leftover], list[str]]:
 
 
 def find(app) -> tuple[list[Leftover], list[str]]:
+    """Leftovers, and notes on what is left alone. Looks under the lock when
+    no other xdpctl holds it (a reader takes it only for the look)."""
     privileges.require_bpf("looking for xdpctl's leftover state")
     try:
-        elsewhere, notes = _elsewhere(app)
-        return _here(app) + elsewhere, notes
+        with app.state.try_lock() as free:
+            here, notes = _here(app, busy=not free)
+            elsewhere, more = _elsewhere(app)
+        return here + elsewhere, notes + more
     except PermissionError as exc:
         raise MissingCapability(f"reading {app.state.root}", "root") from exc
 

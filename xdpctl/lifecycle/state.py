@@ -90,6 +90,10 @@ class Attachment:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class LockHeld(XdpctlError):
+    """Another xdpctl held the state lock for longer than the wait allowed."""
+
+
 def _state_error(exc: OSError, what: str) -> XdpctlError:
     if exc.errno in (errno.EPERM, errno.EACCES):
         return MissingCapability(what, "CAP_BPF (and root's access to the pins)")
@@ -149,6 +153,25 @@ class State:
         return found
 
     @contextlib.contextmanager
+    def try_lock(self) -> Iterator[bool]:
+        """The lock if no other xdpctl holds it (True, held for the block),
+        else False at once: how a reader tells a change in flight (its
+        pending mark, its half-made directory) from one a killed xdpctl left.
+        Without a root there is nothing to look at, and nothing is made."""
+        if not self._held and not self.root.is_dir():
+            yield True
+            return
+        acquired = False
+        try:
+            with self.lock(timeout=0):
+                acquired = True
+                yield True
+        except LockHeld:
+            if acquired:
+                raise
+            yield False
+
+    @contextlib.contextmanager
     def lock(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         """Serialise changes: one xdpctl at a time changes anything on bpffs.
 
@@ -172,8 +195,8 @@ class State:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         break
                     except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise XdpctlError(
+                        if time.monotonic() >= deadline:
+                            raise LockHeld(
                                 f"another xdpctl process held {self.root} for {timeout:.0f} s; "
                                 "is one stuck? (`fuser -v` on the directory shows it)"
                             ) from None

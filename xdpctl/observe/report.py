@@ -39,14 +39,25 @@ def _entry(target: Target) -> dict:
     return entry
 
 
+IN_FLIGHT = "another xdpctl is changing it (it holds the state lock); `xdpctl status` again shows the outcome"
+
+
 def status(app) -> dict:
-    """Every interface with an XDP program, xdpctl's or not."""
-    gone = forget_gone(app)
+    """Every interface with an XDP program, xdpctl's or not. A change another
+    xdpctl has in flight is said to be so, not taken for a leftover, and not
+    waited for."""
+    gone = forget_gone(app, wait=False)
     out = []
     stale = []
+    in_flight = []
     for link in app.netlink.links():
-        target = load(app, link)
+        target = load(app, link, wait=False)
         link = target.link
+        if target.in_flight:
+            in_flight.append({"ifname": link.ifname, "ifindex": link.ifindex, "reason": IN_FLIGHT})
+            if link.xdp:
+                out.append(dict(_entry(target), in_flight=True))
+            continue
         if target.other_abi:
             stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
                           "reason": f"state written by xdpctl ABI version {target.meta.abi_version} "
@@ -57,6 +68,8 @@ def status(app) -> dict:
             stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
                           "reason": "xdpctl's state remains but no program is attached"})
     result = {"interfaces": out}
+    if in_flight:
+        result["in_flight"] = in_flight
     if stale or gone:
         result["stale"] = stale + [{"ifname": n, "ifindex": None, "reason": "interface gone; state removed"}
                                    for n in gone]
