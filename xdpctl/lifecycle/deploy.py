@@ -24,12 +24,13 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..datapath import contract
 from ..rules import engine
 from .. import faults
 from ..kernel import libbpf, privileges
-from ..errors import ForeignProgram, KernelError, ModeError
+from ..errors import BpffsMissing, ForeignProgram, KernelError, ModeError, XdpctlError
 from ..datapath.layout import Layout
 from ..kernel.netlink import AlreadyAttached
 from ..datapath.program import FilterOptions, filter_program
@@ -115,10 +116,32 @@ def deploy(app, target: Target, *, mode: str, options: FilterOptions, rules: lis
     if current is not None and current.options == options and current.mode == mode \
             and current.layout.fits(built.needs):
         if current.layout.engine:
-            _write_and_flip(att, current.layout, current, built, rules, next_id, next_seq)
+            try:
+                _write_and_flip(att, current.layout, current, built, rules, next_id, next_seq)
+            except (XdpctlError, OSError) as exc:
+                _check_bpffs(app, target.ifname, False, exc)
+                raise
         return Outcome(target.meta.prog_id, False, layout=current.layout)
     return _swap(app, target, current, mode=mode, options=options, built=built, rules=rules,
                  next_id=next_id, next_seq=next_seq, force=force)
+
+
+def _check_bpffs(app, ifname: str, committed: bool, exc: BaseException) -> None:
+    """If bpffs went from under a change (`umount -l`), say so instead of
+    what failed because of it (a compile that cannot open its pinned maps,
+    a pin that is not there)."""
+    from ..kernel.bpffs import BPFFS, is_mounted
+
+    root = app.state.root
+    if root.is_dir() and (root.parent != Path(BPFFS) or is_mounted(BPFFS)):
+        return
+    what = ("the new program went in, but xdpctl could not finish recording it (where the state is still "
+            "reachable, the next xdpctl puts the old one back)" if committed
+            else f"nothing on {ifname} was changed")
+    raise BpffsMissing(
+        f"bpffs was unmounted from {BPFFS} while xdpctl was changing {ifname}, and xdpctl's state (its pins) "
+        f"with it: {what}. Mount it again (`mount -t bpf bpf {BPFFS}`); `xdpctl doctor` then says what "
+        "xdpctl still knows") from exc
 
 
 def _write_and_flip(att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
@@ -233,11 +256,14 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
             engine.add_hits(att.pin(layout.pin_hits()), {
                 s: (p - hits_copied.get(s, (0, 0))[0], b - hits_copied.get(s, (0, 0))[1])
                 for s, (p, b) in final.items() if (p, b) != hits_copied.get(s, (0, 0))})
-    except BaseException:
+    except BaseException as exc:
         if not committed:
             _roll_back(att, current, pins_before, target.meta)
             if stale_aside is not None:
-                os.rename(stale_aside, att.path)
+                with contextlib.suppress(OSError):  # (gone with bpffs, if it was unmounted)
+                    os.rename(stale_aside, att.path)
+        if isinstance(exc, (XdpctlError, OSError)):
+            _check_bpffs(app, target.ifname, committed, exc)
         raise
     finally:
         if loaded is not None:
