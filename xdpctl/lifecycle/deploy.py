@@ -226,12 +226,13 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
             _write_inactive(att, layout, current, built, rules)
             config = att.pin(contract.PIN_CONFIG)
             flip = engine.config_value(1 - gen, len(rules), next_id, next_seq)
-            recovery.record_flip(att, engine.read_config_raw(config), flip)
         now = int(time.time())
         attached_at = target.meta.attached_at if current else now
         att.write_meta(_meta(target, app, prog_id=target.meta.prog_id if current else 0, pending=new_id,
                              mode=mode, options=current.options if current else options,
                              layout=old_layout if current else layout, attached_at=attached_at))
+        if flip is not None:  # after pending: config_flip with nothing pending means "recorded"
+            recovery.record_flip(att, engine.read_config_raw(config), flip)
         libbpf.obj_pin(loaded.prog_fd, att.pin(PIN_PROG_NEW))
         faults.point("pinned-new")
         # From the swap on, the change must be finished: a Ctrl-C waits until

@@ -18,6 +18,8 @@ hold the state lock finds one of these and settles it:
 - nothing pending, but prog_new or config_flip is left: the swap was
   recorded; make the config what config_flip recorded after the change, and
   finish the move of the pin (the new state: new program, new rules).
+  (config_flip is pinned only once pending is set, and removed last, so it
+  is never left with nothing pending before the swap.)
 
 A change can also be killed before it records anything as pending (leftovers,
 clear_leftovers): a first attach before its meta exists (its directory is
