@@ -23,7 +23,7 @@ from xdpctl.lifecycle.state import STATE_ROOT
 pytestmark = pytest.mark.kernel
 
 # Before the swap, the old state stays; after it, the new one does.
-OUTCOME = {"pinned-new": "old", "swapped": "old", "flipped": "old", "recorded": "new"}
+OUTCOME = {"flip-pinned": "old", "pinned-new": "old", "swapped": "old", "flipped": "old", "recorded": "new"}
 
 
 def killed_at(klab, point: str, *args: str) -> None:

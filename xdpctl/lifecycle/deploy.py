@@ -233,6 +233,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
                              layout=old_layout if current else layout, attached_at=attached_at))
         if flip is not None:  # after pending: config_flip with nothing pending means "recorded"
             recovery.record_flip(att, engine.read_config_raw(config), flip)
+        faults.point("flip-pinned")
         libbpf.obj_pin(loaded.prog_fd, att.pin(PIN_PROG_NEW))
         faults.point("pinned-new")
         # From the swap on, the change must be finished: a Ctrl-C waits until
