@@ -8,10 +8,13 @@ Every change goes one of two ways:
 - it does not (a new kind of match, more rules than the tables hold, other
   options, a first attach): compile a program for a grown layout. Its new
   tables hold the *current* rules in the active generation and the new rules
-  in the other, so replacing the program (atomically, compare-and-swap
-  against the old one) changes nothing by itself; then the flip commits.
-  Maps whose layout did not change (counters, config, rules) are reused, so
-  no frame goes uncounted; hits move to a bigger map when they must.
+  in the other, written before the swap; the program is replaced
+  (atomically, compare-and-swap against the old one) and the generation
+  flipped right after, config_flip recording both so that recovery.py
+  settles a kill in between to old or new. A Ctrl-C waits until the change
+  is done (signals.py). Maps whose layout did not change (counters, config,
+  rules) are reused, so no frame goes uncounted; hits move to a bigger map
+  when they must.
 
 A failure before the commit point removes what the attempt created; the old
 program, maps and rules stay as they were.
@@ -262,7 +265,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         if not committed:
             _roll_back(att, current, pins_before, target.meta)
             if stale_aside is not None:
-                with contextlib.suppress(OSError):  # (gone with bpffs, if it was unmounted)
+                with contextlib.suppress(FileNotFoundError):  # gone with bpffs, if it was unmounted
                     os.rename(stale_aside, att.path)
         if isinstance(exc, (XdpctlError, OSError)):
             _check_bpffs(app, target.ifname, committed, exc)
