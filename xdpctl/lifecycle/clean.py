@@ -27,14 +27,15 @@ class Leftover:
         return asdict(self)
 
 
-IN_FLIGHT = ("another xdpctl holds the state lock: a change in flight, or one a killed xdpctl left; "
-             "look again when it is done")
+IN_FLIGHT = ("another xdpctl is changing this namespace's state (it holds its lock): a change in flight, "
+             "or one a killed xdpctl left; look again when it is done")
 
 
 def _here(app, busy: bool) -> tuple[list[Leftover], list[str]]:
-    """Leftovers in this namespace. busy: another xdpctl holds the lock, so
-    what looks mid-change may be its change in flight: said in a note, not
-    taken for a leftover (the interface being gone is a leftover either way)."""
+    """Leftovers in this namespace. busy: another xdpctl is changing its
+    state, so what looks mid-change may be its change in flight: said in a
+    note, not taken for a leftover (the interface being gone is a leftover
+    either way)."""
     found, notes = _look_here(app)
     if not busy:
         return found, notes
@@ -101,12 +102,12 @@ def _elsewhere(app) -> tuple[list[Leftover], list[str]]:
 
 
 def find(app) -> tuple[list[Leftover], list[str]]:
-    """Leftovers, and notes on what is left alone. Looks under the lock when
-    no other xdpctl holds it (a reader takes it only for the look)."""
+    """Leftovers, and notes on what is left alone. No change starts in this
+    namespace while it looks, unless one was in flight already (State.looking)."""
     privileges.require_bpf("looking for xdpctl's leftover state")
     try:
-        with app.state.try_lock() as free:
-            here, notes = _here(app, busy=not free)
+        with app.state.looking(app.netns_ino) as busy:
+            here, notes = _here(app, busy)
             elsewhere, more = _elsewhere(app)
         return here + elsewhere, notes + more
     except PermissionError as exc:

@@ -85,18 +85,20 @@ def load(app, link: Link, wait: bool = True) -> Target:
     """The target for link, settling first what a killed xdpctl left midway.
 
     State that is mid-change is a killed xdpctl's only while no other one
-    holds the lock. wait: wait for the lock (and so for a change in flight to
-    end), then settle; else, if another xdpctl holds it, return the target
-    as it is, marked in_flight."""
+    is changing this namespace's state (State.looking). wait: wait for the
+    lock (and so for a change in flight to end), then settle; else, if a
+    change is in flight, return the target as it is, marked in_flight."""
     att = app.state.attachment(app.netns_ino, link.ifindex)
     target = Target(link, att, att.read_meta() if att.exists() else None)
     if target.other_abi:
         return target  # not this xdpctl's to settle (resolve refuses it)
     if recovery.unsettled(att, target.meta) or recovery.leftovers(att, target.meta) \
             or recovery.damaged(app, link, att, target.meta):
-        with app.state.lock() if wait else app.state.try_lock() as free:
-            if free is False:
-                return dataclasses.replace(target, in_flight=True)
+        if not wait:
+            with app.state.looking(app.netns_ino) as busy:
+                if busy:
+                    return dataclasses.replace(target, in_flight=True)
+        with app.state.lock():
             recovery.recover(app, link, att)  # pending under the lock is a killed xdpctl's
         # The link as it is now: a change may have ended while this waited.
         link = app.netlink.link_by_index(link.ifindex) or link

@@ -39,7 +39,8 @@ def _entry(target: Target) -> dict:
     return entry
 
 
-IN_FLIGHT = "another xdpctl is changing it (it holds the state lock); `xdpctl status` again shows the outcome"
+IN_FLIGHT = ("another xdpctl is changing it (it holds its namespace's lock); `xdpctl status` again shows "
+             "the outcome")
 
 
 def status(app) -> dict:
