@@ -27,6 +27,7 @@ class Leftover:
         return asdict(self)
 
 
+GONE = ": the interface is gone"
 IN_FLIGHT = ("another xdpctl is changing this namespace's state (it holds its lock): a change in flight, "
              "or one a killed xdpctl left; look again when it is done")
 
@@ -42,8 +43,6 @@ def _here(app, busy: bool) -> tuple[list[Leftover], list[str]]:
     sure = [f for f in found if f.what.endswith(GONE)]
     return sure, notes + [f"{f.path}: {f.what}: {IN_FLIGHT}" for f in found if f not in sure]
 
-
-GONE = ": the interface is gone"
 
 
 def _look_here(app) -> tuple[list[Leftover], list[str]]:

@@ -27,8 +27,9 @@ class Target:
     link: Link
     att: Attachment
     meta: contract.Meta | None
-    # Its state is mid-change and another xdpctl holds the lock: a change in
-    # flight, not a leftover (load(wait=False) only).
+    # Its state is mid-change and another xdpctl is changing this namespace's
+    # state (it holds its lock): a change in flight, not a leftover
+    # (load(wait=False) only).
     in_flight: bool = False
 
     @property
