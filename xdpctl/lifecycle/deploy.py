@@ -33,8 +33,9 @@ from ..errors import ForeignProgram, KernelError, ModeError
 from ..datapath.layout import Layout
 from ..kernel.netlink import AlreadyAttached
 from ..datapath.program import FilterOptions, filter_program
+from . import steering
 from .recovery import PIN_PROG_NEW, aside_path, drop_unused_pins
-from ..rules.model import Rule
+from ..rules.model import Rule, unpack_targets
 from ..rules.tables import build
 from .target import Target, prog_name
 
@@ -74,7 +75,8 @@ class Current:
         if layout.engine and os.path.exists(config):
             gen, _count, next_id, next_seq = engine.read_config(config)
             stored = engine.read_rules_raw(target.att.pin(contract.PIN_RULES))
-            rules = [Rule.unpack(raw) for raw in stored[gen].values()]
+            targets = engine.read_targets_raw(str(target.att.path))[gen]
+            rules = [Rule.unpack(raw, targets.get(rule_id)) for rule_id, raw in stored[gen].items()]
             inactive = stored[1 - gen]
         return cls(FilterOptions.from_bits(meta.options), meta.mode_name, layout, gen, rules, next_id, next_seq,
                    inactive)
@@ -108,22 +110,34 @@ def deploy(app, target: Target, *, mode: str, options: FilterOptions, rules: lis
     if current is not None and current.options == options and current.mode == mode \
             and current.layout.fits(built.needs):
         if current.layout.engine:
-            _write_and_flip(att, current.layout, current, built, rules, next_id, next_seq)
+            _write_and_flip(app, att, current.layout, current, built, rules, next_id, next_seq)
         return Outcome(target.meta.prog_id, False, layout=current.layout)
     return _swap(app, target, current, mode=mode, options=options, built=built, rules=rules,
                  next_id=next_id, next_seq=next_seq, force=force)
 
 
-def _write_and_flip(att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
+def _write_and_flip(app, att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
                     next_seq: int) -> None:
     """Write the inactive generation, then flip to it (the commit point)."""
     new = 1 - current.gen
     engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
     engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
+    _write_steering(app, att, layout, new, rules)
     # Hits of slots no rule of the active generation uses start at zero.
     active = {r.slot for r in current.rules}
     engine.zero_hits(att.pin(layout.pin_hits()), sorted({r.slot for r in rules} - active))
     engine.write_config(att.pin(contract.PIN_CONFIG), new, len(rules), next_id, next_seq)
+    steering.after_flip(str(att.path), layout, rules)
+
+
+def _write_steering(app, att, layout: Layout, gen: int, rules: list[Rule]) -> None:
+    """Generation gen's redirect targets: their record beside the rules, and
+    their devmap and cpumap entries (rules/actions.py, steering.py)."""
+    directory = str(att.path)
+    before = engine.read_targets_raw(directory)[gen]
+    engine.write_targets(directory, gen, rules, before)
+    if layout.actions:
+        steering.write_generation(app, directory, layout, gen, rules, [unpack_targets(raw) for raw in before.values()])
 
 
 def _swap(app, target: Target, current: Current | None, *, mode: str, options: FilterOptions, built,
@@ -159,6 +173,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
                 engine.write_tables(path, gen, build(current.rules), layout)
             else:
                 engine.write_tables(path, gen, built, layout)
+        steering.prepare(str(att.path), layout)  # the devmap and cpumap BCC opens
         loaded = compile_and_load(
             filter_program(options, str(att.path), layout),
             device=target.ifname if mode == "offload" else None,
@@ -176,6 +191,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         if current is None and layout.engine:
             # A first attach: the attach itself is the commit point.
             engine.write_rules(att.pin(contract.PIN_RULES), gen, rules)
+            _write_steering(app, att, layout, gen, rules)
             engine.write_config(att.pin(contract.PIN_CONFIG), gen, len(rules), next_id, next_seq)
         now = int(time.time())
         attached_at = target.meta.attached_at if current else now
@@ -200,7 +216,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
                 s: (p - hits_copied.get(s, (0, 0))[0], b - hits_copied.get(s, (0, 0))[1])
                 for s, (p, b) in final.items() if (p, b) != hits_copied.get(s, (0, 0))})
         if current is not None and layout.engine:
-            _write_and_flip(att, layout, current, built, rules, next_id, next_seq)
+            _write_and_flip(app, att, layout, current, built, rules, next_id, next_seq)
     except BaseException:
         if not committed:
             _roll_back(att, current, pins_before, target.meta)
