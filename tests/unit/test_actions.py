@@ -269,6 +269,12 @@ def test_tx_needs_the_interface_itself_to_send_back(release):
     with pytest.raises(BadInput, match=r"^tx sends frames back out of veth2, but it is a veth whose peer \(p2\)"):
         steering.resolve(app, "veth2", contract.ACTION_TX, actions.NO_STEER)
     assert steering.resolve(app, "veth1", contract.ACTION_TX, actions.NO_STEER) == actions.NO_STEER
+    # GRO on the peer takes redirected frames, not sent-back ones: the kernel
+    # wakes the peer for XDP_TX only when an XDP program runs there.
+    with_gro = app_with(veth2_features=NETDEV_XDP_ACT_NDO_XMIT)
+    assert steering.resolve(with_gro, "eth0", contract.ACTION_REDIRECT, to("veth2")).to[0].ifindex == 4
+    with pytest.raises(BadInput, match="GRO is not enough"):
+        steering.resolve(with_gro, "veth2", contract.ACTION_TX, actions.NO_STEER)
 
 
 def test_cpus_that_do_not_exist_or_are_offline_are_refused(monkeypatch):

@@ -52,10 +52,11 @@ def _veth_features_tell() -> bool:
     return version is not None and version[:2] >= VETH_FEATURES_SINCE
 
 
-def cannot_transmit(app, link: Link, generic: bool = False) -> str | None:
-    """Why link cannot take frames redirected to it from XDP (or sent back
-    by XDP_TX), or None. generic: from a program in generic mode, which
-    sends through the stack's own transmit path and needs no more than up."""
+def cannot_transmit(app, link: Link, generic: bool = False, tx: bool = False) -> str | None:
+    """Why link cannot take frames redirected to it from XDP (tx: or send
+    back frames its own program returns XDP_TX for), or None. generic: from
+    a program in generic mode, which sends through the stack's own transmit
+    path and needs no more than up."""
     name = link.ifname
     if not link.up:
         return f"{name} is down; bring it up (`ip link set {name} up`)"
@@ -69,10 +70,16 @@ def cannot_transmit(app, link: Link, generic: bool = False) -> str | None:
             return f"{name} has no carrier: its veth peer is down; bring that up"
         if peer is not None and peer.xdp is not None:
             return None
+        who = peer.ifname if peer is not None else "its peer"
+        if tx:
+            # XDP_TX queues the frame for the peer but wakes the peer's NAPI
+            # only when an XDP program runs there: GRO alone leaves it queued.
+            return (f"{name} is a veth whose peer ({who}) runs no XDP program: frames a veth's XDP program sends "
+                    f"back reach its peer only when an XDP program runs there (GRO is not enough). Attach one "
+                    f"to {who} (`xdpctl attach {who}` in its namespace); see {STEERING_DOC}")
         features = app.netlink.xdp_features(link.ifindex) if _veth_features_tell() else None
         if features is not None and features & NETDEV_XDP_ACT_NDO_XMIT:
             return None  # GRO on the peer: the kernel says it will take them
-        who = peer.ifname if peer is not None else "its peer"
         gro = f", or turn GRO on there (`ethtool -K {who} gro on`)" if _veth_features_tell() else ""
         return (f"{name} is a veth whose peer ({who}) runs no XDP program: Linux drops frames redirected into a "
                 f"veth unless its peer receives in NAPI mode. Attach an XDP program to {who} (`xdpctl attach "
@@ -93,7 +100,7 @@ def resolve(app, ifname: str, action: int, steer: Steer, label=lambda k: "--" + 
     must be able to send XDP frames back. mode: the program's XDP mode."""
     generic = mode == "generic"
     if action == contract.ACTION_TX:
-        why = cannot_transmit(app, app.netlink.link(ifname), generic)
+        why = cannot_transmit(app, app.netlink.link(ifname), generic, tx=True)
         if why:
             raise BadInput(f"tx sends frames back out of {ifname}, but {why.replace(ifname + ' ', 'it ', 1)}")
     if action == contract.ACTION_REDIRECT:
