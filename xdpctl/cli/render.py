@@ -264,6 +264,34 @@ def print_bench(report: dict) -> None:
                "The ns are this machine's; the ratios are the figures.")
 
 
+def print_bench_actions(report: dict) -> None:
+    """bench --actions: a program per row, a frame per column (80 columns
+    hold that, not the other way round)."""
+    opts = ", ".join(report["program"]["options"]) or "count only"
+    rows = report["frames"]
+    names = ["no_rules", *report["actions"]]
+    table = Table(title=f"per packet, one rule deciding every frame, against the empty XDP program ({opts})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("program")
+    for r in rows:
+        table.add_column(r["frame"], justify="right")
+    table.add_row("empty", *(f"{r['empty_ns']:.1f}ns" for r in rows))
+    for name in names:
+        table.add_row(name.replace("_", " "), *(f"{r[name + '_ns']:.1f}ns {r[name + '_ratio']:.2f}x" for r in rows))
+    _out.print(table)
+    versus = Table(title="each action against the drop rule", box=box.SIMPLE_HEAD, pad_edge=False,
+                   title_justify="left")
+    versus.add_column("action")
+    for r in rows:
+        versus.add_column(r["frame"], justify="right")
+    for name in report["actions"]:
+        if name != "drop":
+            versus.add_row(name.replace("_", " "), *(f"{r[name + '_vs_drop']:.2f}x" for r in rows))
+    _out.print(versus)
+    _out.print(f"{report['rounds']} rounds x {report['repeat']:,} runs per program and frame; medians. "
+               "The ns are this machine's; the ratios are the figures.")
+
+
 def note(message: str) -> None:
     _err.print(message, markup=False)
 
