@@ -4,7 +4,8 @@ one run, and a redirect rule against a drop rule with the same matches.
 
     sudo .venv/bin/python benchmarks/actions.py [--before REF] [--repeat N] [--rounds N] [--json]
 
-1. Before/after: the XDP program as REF (default main) has it in bpf/ (taken
+1. Before/after: the XDP program as REF (default: where this branch last
+   met main, `git merge-base HEAD main`) has it in bpf/ (taken
    with `git show`, compiled from a directory of its own) and as this tree
    has it, built with the same -D flags (count only; --drop-non-ip and a deny
    policy; 10 and 1,000 synthetic rules), timed side by side through
@@ -127,12 +128,14 @@ def print_before_after(report: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before", default="main", metavar="REF")
+    parser.add_argument("--before", default=None, metavar="REF")
     parser.add_argument("--repeat", type=int, default=bench.DEFAULT_REPEAT)
     parser.add_argument("--rounds", type=int, default=bench.DEFAULT_ROUNDS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = {"before_after": before_after(args.before, args.repeat, args.rounds),
+    before = args.before or subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"], check=True,
+                                           capture_output=True, text=True).stdout.strip()
+    report = {"before_after": before_after(before, args.repeat, args.rounds),
               "actions": bench.bench_actions(FilterOptions(), args.repeat, args.rounds)}
     if args.json:
         json.dump(report, sys.stdout, indent=2)
