@@ -202,14 +202,40 @@ def _with_rules(options: FilterOptions, rules: list, directory: str):
     from ..datapath.layout import Layout
     from ..rules.tables import build
 
+    from ..lifecycle import steering
+
     n = len(rules)
     built = build(rules)
     layout = Layout().grown(built.needs)
     tables = engine.create_tables(directory, layout)
+    steering.prepare(directory, layout)  # the devmap and cpumap of redirect rules
     loaded = compile_and_load(filter_program(options, directory, layout))
     engine.write_tables(tables, 0, built, layout)
+    _fill_steering(directory, rules, layout)
     engine.write_config(os.path.join(directory, contract.PIN_CONFIG), 0, len(rules), n + 1, n + 1)
     return loaded
+
+
+def _fill_steering(directory: str, rules: list, layout) -> None:
+    """Generation 0's devmap entries and the CPUs' queues, as a change writes
+    them; a target that is not an interface here is left out (its frames
+    then take the aborted path)."""
+    import struct
+
+    from ..rules import actions
+
+    key = struct.Struct("<I")
+    if layout.actions & contract.ACTS_REDIRECT:
+        with libbpf.opened(os.path.join(directory, contract.PIN_DEVMAP)) as fd:
+            for group, offset in actions.devmap_offsets(rules).items():
+                for i, t in enumerate(group):
+                    with contextlib.suppress(OSError):
+                        libbpf.map_update(fd, key.pack(offset + i), key.pack(t.ifindex))
+    if layout.actions & contract.ACTS_CPU:
+        with libbpf.opened(os.path.join(directory, contract.PIN_CPUMAP)) as fd:
+            for r in rules:
+                if r.action == contract.ACTION_REDIRECT_CPU:
+                    libbpf.map_update(fd, key.pack(r.steer.cpu), key.pack(r.steer.queue_size))
 
 
 # --- the actions -------------------------------------------------------------------
@@ -238,27 +264,7 @@ def _action_rule(name: str):
 def _with_action(options: FilterOptions, name: str, directory: str):
     """xdpctl's program with one rule of that action, its devmap and cpumap
     entries written as a change would write them."""
-    import struct
-
-    from ..datapath.layout import Layout
-    from ..lifecycle import steering
-    from ..rules import actions, engine
-    from ..rules.tables import build
-
-    rules = [_action_rule(name)]
-    layout = Layout().grown(build(rules).needs)
-    steering.prepare(directory, layout)
-    loaded = _with_rules(options, rules, directory)
-    key = struct.Struct("<I")
-    if layout.actions & contract.ACTS_REDIRECT:
-        with libbpf.opened(os.path.join(directory, contract.PIN_DEVMAP)) as fd:
-            for group, offset in actions.devmap_offsets(rules).items():
-                for i, t in enumerate(group):
-                    libbpf.map_update(fd, key.pack(offset + i), key.pack(t.ifindex))
-    if layout.actions & contract.ACTS_CPU:
-        with libbpf.opened(os.path.join(directory, contract.PIN_CPUMAP)) as fd:
-            libbpf.map_update(fd, key.pack(0), key.pack(contract.QUEUE_DEFAULT))
-    return loaded
+    return _with_rules(options, [_action_rule(name)], directory)
 
 
 def bench_actions(options: FilterOptions, repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS) -> dict:
