@@ -58,7 +58,19 @@ def _value_size() -> int:
     return contract.CLASS_COUNTERS.size * libbpf.possible_cpus()
 
 
+class WrongShape(OSError):
+    """The map at the counters pin is not the contract's counters map (its
+    value is not one struct xdpctl_class_counters per CPU): read nothing."""
+
+
 def read_fd(fd: int) -> Counters:
+    # The buffers are sized from the contract; a map of another shape (state
+    # of another ABI that slipped past the meta check) would be misread.
+    info = libbpf.map_info(fd)
+    if (info.key_size, info.value_size) != (_KEY.size, contract.CLASS_COUNTERS.size):
+        raise WrongShape(f"the counters map holds {info.value_size}-byte values, not the "
+                         f"{contract.CLASS_COUNTERS.size} bytes of ABI {contract.ABI_VERSION}'s "
+                         f"{len(contract.VERDICTS)} verdicts")
     return decode(libbpf.map_lookup_batch(fd, _KEY.size, _value_size(), len(contract.CLASSES)))
 
 
