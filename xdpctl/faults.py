@@ -11,7 +11,7 @@ import os
 import signal
 
 ENV = "XDPCTL_TEST_KILL_AT"
-POINTS = ("pinned-new", "swapped", "recorded")
+POINTS = ("flip-pinned", "pinned-new", "swapped", "flipped", "recorded")
 
 
 def point(name: str) -> None:

@@ -65,6 +65,7 @@ def mutated(frame: bytes, at: int, value: int) -> bytes:
     return frame[:at] + bytes([value]) + frame[at + 1:]
 
 
+@pytest.mark.matrix
 def test_malformed_headers(prog):
     mix = frames.build("mix", EP)
     udp4, udp6, hbh = mix[1], mix[8], mix[10]

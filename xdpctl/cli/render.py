@@ -60,6 +60,8 @@ def status_table(data: dict) -> Table:
                 managed += "\n" + ", ".join(e["options"])
         else:
             managed = "no"
+        if e.get("in_flight"):
+            managed = "changing (another xdpctl)"
         table.add_row(e["ifname"], e["mode"] or "-", str(e["prog_id"] or "-"), e.get("prog_name") or "?", managed)
     return table
 
@@ -69,7 +71,7 @@ def print_status(data: dict) -> None:
         _out.print("No interface carries an XDP program.")
     else:
         _out.print(status_table(data))
-    for s in data.get("stale", []):
+    for s in data.get("in_flight", []) + data.get("stale", []):
         _err.print(f"note: {s['ifname']}: {s['reason']}")
     for e in data["interfaces"]:
         for w in e.get("warnings", []):

@@ -148,6 +148,7 @@ def _load():
             "libbpf_num_possible_cpus": [],
             "bpf_map_create": [ctypes.c_int, cp, u32, u32, u32, vp],
             "bpf_prog_load": [ctypes.c_int, cp, cp, vp, ctypes.c_size_t, vp],
+            "bpf_prog_bind_map": [ctypes.c_int, ctypes.c_int, vp],
         }.items():
             fn = getattr(lib, fname)
             fn.argtypes = args
@@ -225,6 +226,12 @@ def map_create(map_type: int, name: str, key_size: int, value_size: int, max_ent
 
 def obj_pin(fd: int, path: str) -> None:
     _check(_load().bpf_obj_pin(fd, os.fsencode(path)))
+
+
+def prog_bind_map(prog_fd: int, map_fd: int) -> None:
+    """Make the program hold a map it does not use (BPF_PROG_BIND_MAP, Linux
+    5.10): the map then lives as long as the program and is listed among its maps."""
+    _check(_load().bpf_prog_bind_map(prog_fd, map_fd, None))
 
 
 @contextlib.contextmanager
