@@ -220,6 +220,7 @@ def test_redirect_to_one_target_delivers_what_it_matches_and_nothing_else(steeri
     sums_to_what_was_sent(entry, matched + unmatched)
 
 
+@pytest.mark.matrix
 def test_redirect_to_three_targets_spreads_flows_each_on_one_target(steering_labs):
     """300 UDP flows of 3 frames each over three targets: every flow's frames
     all arrive, at one target only, the one the flow hash names; each target
@@ -349,6 +350,7 @@ def test_redirect_cpu_delivers_to_a_socket_on_that_cpu(steering_labs):
 # --- tx ---------------------------------------------------------------------------------
 
 
+@pytest.mark.matrix
 def test_tx_sends_the_frame_back_with_the_macs_swapped(steering_labs):
     s = steering_labs(1)
     _empty_xdp_on_peer(s.src)  # the sender's veth end takes frames sent back by XDP
@@ -373,6 +375,7 @@ def test_tx_sends_the_frame_back_with_the_macs_swapped(steering_labs):
 # --- a target that goes away ---------------------------------------------------------------
 
 
+@pytest.mark.matrix
 def test_a_deleted_target_is_counted_as_aborted_and_status_names_the_rule(steering_labs):
     s = steering_labs(2)
     target = s.targets()[0]
