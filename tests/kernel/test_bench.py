@@ -39,7 +39,10 @@ def test_bench_of_an_interface_builds_its_program_with_its_rules(klab):
 def test_bench_actions_measures_each_action_against_drop(xdpctl_root):
     """--actions: beside the program without rules, one rule deciding every
     frame for each action, and each against the drop rule, per frame."""
-    report = xdpctl_root.json("bench", "--actions", "--rounds", "2", "--repeat", "20000")
+    # One round: the median of per-round ratios is then that round's ratio,
+    # so vs_drop must equal the ns' ratio (with two, one noisy round on a
+    # busy machine moved a median of ratios 50% off the ratio of medians).
+    report = xdpctl_root.json("bench", "--actions", "--rounds", "1", "--repeat", "20000")
     assert report["actions"] == ["drop", "redirect", "redirect_x3", "redirect_cpu", "tx"]
     got = rows(report)
     assert set(got) == FRAMES
@@ -47,7 +50,7 @@ def test_bench_actions_measures_each_action_against_drop(xdpctl_root):
         for name in ("no_rules", *report["actions"]):
             assert r[f"{name}_ns"] > 0 and r[f"{name}_ratio"] > 0, name
         for name in report["actions"][1:]:
-            assert r[f"{name}_vs_drop"] == pytest.approx(r[f"{name}_ns"] / r["drop_ns"], rel=0.5), name
+            assert r[f"{name}_vs_drop"] == pytest.approx(r[f"{name}_ns"] / r["drop_ns"], rel=0.01), name
 
 
 def test_bench_of_an_interface_that_redirects(klab):
