@@ -12,6 +12,8 @@
  *   XDPCTL_DROP_NON_IP               drop frames that are neither IPv4 nor IPv6
  *   XDPCTL_POLICY_DENY               drop what no rule decides (default: pass)
  *   XDPCTL_RULES, XDPCTL_LAYOUT_TAG  the rule engine and its layout (rules_kern.h)
+ *   XDPCTL_REDIRECT_DEV, XDPCTL_REDIRECT_CPU, XDPCTL_TX
+ *                                    actions beyond pass and drop (action_kern.h)
  *
  * BCC rewrites map calls only in this file, so every map and every function
  * that touches one lives here; map-free logic lives in the *_kern.h headers.
@@ -24,6 +26,7 @@
 #ifdef XDPCTL_RULES
 #include "rules_kern.h"
 #endif /* XDPCTL_RULES */
+#include "action_kern.h"
 
 #ifdef XDPCTL_PIN_DIR
 #define XDPCTL_MAP(type, key, val, name, max, pin) \
@@ -42,7 +45,7 @@ XDPCTL_MAP("percpu_array", __u32, struct xdpctl_class_counters, xdpctl_counters,
 /* Written by user space only; see struct xdpctl_meta. */
 XDPCTL_MAP("array", __u32, struct xdpctl_meta, xdpctl_meta, 1, XDPCTL_PIN_META);
 
-/* verdict is XDPCTL_VERDICT_PASS or XDPCTL_VERDICT_DROP (0 or 1). */
+/* verdict is an XDPCTL_VERDICT_* (pass or drop: 0 or 1, without the actions). */
 static __always_inline void xdpctl_count(__u32 class, __u32 verdict, __u64 bytes)
 {
 	struct xdpctl_class_counters *cc = xdpctl_counters.lookup(&class);
@@ -51,7 +54,7 @@ static __always_inline void xdpctl_count(__u32 class, __u32 verdict, __u64 bytes
 	/* Never NULL (class < XDPCTL_CLASS_MAX), but the verifier needs the check. */
 	if (!cc)
 		return;
-	c = &cc->verdict[verdict & 1];
+	c = &cc->verdict[XDPCTL_VERDICT_INDEX(verdict)];
 	/* Per-CPU slot: no other CPU writes it, so no atomics are needed. */
 	c->packets++;
 	c->bytes += bytes;
@@ -83,9 +86,10 @@ XDPCTL_MAP("percpu_array", __u32, struct xdpctl_counter, xdpctl_hits, XDPCTL_SLO
 _Static_assert(XDPCTL_ACTION_PASS == XDPCTL_VERDICT_PASS && XDPCTL_ACTION_DROP == XDPCTL_VERDICT_DROP,
 	       "a rule's action is its verdict");
 
-/* 1 and the winning rule's verdict when a rule decides the frame, else 0. */
+/* 1 and the winning rule's action when a rule decides the frame, else 0;
+ * st gets what steers a redirect. */
 static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *pkt, __u64 bytes,
-					 __u32 *verdict)
+					 __u32 *verdict, struct xdpctl_steer *st)
 {
 	const struct xdpctl_decision *win;
 	struct xdpctl_counter *hits;
@@ -132,7 +136,7 @@ static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *
 		hits->packets++;
 		hits->bytes += bytes;
 	}
-	*verdict = win->action & 1;
+	*verdict = xdpctl_take_action(win, gen, st);
 	return 1;
 }
 #endif /* XDPCTL_RULES */
@@ -143,13 +147,14 @@ static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *
 #define XDPCTL_POLICY_VERDICT XDPCTL_VERDICT_PASS
 #endif /* XDPCTL_POLICY_DENY */
 
-/* The verdict of the rules, or of the policy when none decides. */
-static __always_inline __u32 xdpctl_rules_verdict(struct xdp_md *ctx, struct xdpctl_pkt *pkt, __u64 bytes)
+/* The action of the rules, or the policy's verdict when none decides. */
+static __always_inline __u32 xdpctl_rules_verdict(struct xdp_md *ctx, struct xdpctl_pkt *pkt, __u64 bytes,
+						  struct xdpctl_steer *st)
 {
 #ifdef XDPCTL_RULES
 	__u32 verdict;
 
-	if (xdpctl_decide(ctx, pkt, bytes, &verdict))
+	if (xdpctl_decide(ctx, pkt, bytes, &verdict, st))
 		return verdict;
 #endif /* XDPCTL_RULES */
 	return XDPCTL_POLICY_VERDICT;
@@ -178,19 +183,81 @@ static __always_inline __u32 xdpctl_drop_non_ip(const struct xdpctl_pkt *pkt)
 }
 #endif /* XDPCTL_DROP_NON_IP */
 
+#ifdef XDPCTL_ACTIONS
+/* Made by xdpctl before the compile (BCC opens the pins): the devmap sized
+ * for both generations' targets, the cpumap with an entry per possible CPU
+ * (the size declared here is only the declaration's; the map's is real). */
+#define XDPCTL_REDIRECT_MAP(type, name, max, pin)                                 \
+	struct name##_table_t {                                                    \
+		u32 key;                                                           \
+		u32 leaf;                                                          \
+		/* xdp = map.redirect_map(key, flags), as BCC's BPF_DEVMAP */      \
+		u64 (*redirect_map)(int, int);                                     \
+		u32 max_entries;                                                   \
+	};                                                                         \
+	__attribute__((section("maps/" type ":" XDPCTL_PIN_DIR "/" pin)))         \
+	struct name##_table_t name = { .max_entries = (max) }
+#endif /* XDPCTL_ACTIONS */
+#ifdef XDPCTL_REDIRECT_DEV
+XDPCTL_REDIRECT_MAP("devmap", xdpctl_devmap, XDPCTL_DEVMAP_ENTRIES, XDPCTL_PIN_DEVMAP);
+#endif /* XDPCTL_REDIRECT_DEV */
+#ifdef XDPCTL_REDIRECT_CPU
+XDPCTL_REDIRECT_MAP("cpumap", xdpctl_cpumap, 1, XDPCTL_PIN_CPUMAP);
+#endif /* XDPCTL_REDIRECT_CPU */
+
+#ifdef XDPCTL_ACTIONS
+/*
+ * Carry out the action and count the verdict the frame ends with. A redirect
+ * whose entry is missing (its interface went away; a CPU whose queue is not
+ * there) returns the fallback in its flags, XDP_ABORTED: counted as aborted.
+ */
+static __always_inline int xdpctl_act(struct xdp_md *ctx, const struct xdpctl_pkt *pkt, __u32 action,
+				      const struct xdpctl_steer *st, __u64 bytes)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	long xdp = XDP_ABORTED;
+
+	/* pass and drop as the program without the actions does them. */
+	if (action <= XDPCTL_ACTION_DROP) {
+		xdpctl_count(pkt->class, action, bytes);
+		return XDP_PASS - action;
+	}
+#ifdef XDPCTL_REDIRECT_DEV
+	if (action == XDPCTL_ACTION_REDIRECT)
+		xdp = xdpctl_devmap.redirect_map(xdpctl_devmap_key(pkt, st, data, data_end), XDP_ABORTED);
+#endif /* XDPCTL_REDIRECT_DEV */
+#ifdef XDPCTL_REDIRECT_CPU
+	if (action == XDPCTL_ACTION_REDIRECT_CPU)
+		xdp = xdpctl_cpumap.redirect_map(st->target, XDP_ABORTED);
+#endif /* XDPCTL_REDIRECT_CPU */
+#ifdef XDPCTL_TX
+	if (action == XDPCTL_ACTION_TX)
+		xdp = xdpctl_macswap(data, data_end);
+#endif /* XDPCTL_TX */
+	xdpctl_count(pkt->class, xdpctl_verdict_of(xdp), bytes);
+	return xdp;
+}
+#endif /* XDPCTL_ACTIONS */
+
 int xdpctl_filter(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u64 bytes = data_end - data;
 	struct xdpctl_pkt pkt = {};
+	struct xdpctl_steer st = {};
 	__u32 verdict;
 
 	xdpctl_parse(&pkt, data, data_end);
 	/* --drop-non-ip comes first; the rules see only what it lets through. */
 	verdict = xdpctl_drop_non_ip(&pkt);
 	if (!verdict)
-		verdict = xdpctl_rules_verdict(ctx, &pkt, bytes);
+		verdict = xdpctl_rules_verdict(ctx, &pkt, bytes, &st);
+#ifdef XDPCTL_ACTIONS
+	return xdpctl_act(ctx, &pkt, verdict, &st, bytes);
+#else
 	xdpctl_count(pkt.class, verdict, bytes);
 	return XDP_PASS - verdict;
+#endif /* XDPCTL_ACTIONS */
 }

@@ -17,7 +17,7 @@
 #ifndef XDPCTL_KERN_USER_H
 #define XDPCTL_KERN_USER_H
 
-#define XDPCTL_ABI_VERSION 2
+#define XDPCTL_ABI_VERSION 3
 
 /* Protocol classes: fixed, non-overlapping, and they sum to the total. */
 #define XDPCTL_CLASS_IPV4_TCP     0
@@ -34,10 +34,16 @@
 /* Every IPv4 and IPv6 class has a code below XDPCTL_CLASS_ARP, and every
  * other class does not: the program tells IP from non-IP with one compare. */
 
-/* Verdicts, as counted (not the XDP_* return codes). */
+/* Verdicts, as counted (not the XDP_* return codes). Every frame is
+ * counted under exactly one. A redirect whose target is missing (the
+ * interface is gone, the CPU's queue was never made) is XDP_ABORTED, and
+ * counted as aborted. */
 #define XDPCTL_VERDICT_PASS       0
 #define XDPCTL_VERDICT_DROP       1
-#define XDPCTL_VERDICT_MAX        2
+#define XDPCTL_VERDICT_REDIRECT   2
+#define XDPCTL_VERDICT_TX         3
+#define XDPCTL_VERDICT_ABORTED    4
+#define XDPCTL_VERDICT_MAX        5
 
 /* Packets and bytes; bytes is the frame length as XDP sees it. */
 struct xdpctl_counter {
@@ -46,7 +52,7 @@ struct xdpctl_counter {
 };
 
 /* The counters map: a per-CPU array keyed by class (XDPCTL_CLASS_MAX
- * entries), each value holding the counts of both verdicts. */
+ * entries), each value holding the counts of every verdict. */
 struct xdpctl_class_counters {
 	struct xdpctl_counter verdict[XDPCTL_VERDICT_MAX];
 };
@@ -84,7 +90,7 @@ struct xdpctl_layout {
 	__u32 caps[XDPCTL_NKINDS];   /* class records per kind, in XDPCTL_KIND_* bit order */
 	__u32 nodes[XDPCTL_NTRIES];  /* blocks per trie, in XDPCTL_TRIE_*_BIT order */
 	__u32 depths[XDPCTL_NTRIES]; /* levels below the root, per trie */
-	__u32 _pad0;
+	__u32 actions;               /* XDPCTL_ACTS_* compiled in (was padding) */
 };
 
 /*
@@ -110,9 +116,31 @@ struct xdpctl_meta {
 
 /* ---- The rule engine -------------------------------------------------- */
 
-/* Actions of a rule (and of the interface policy). */
+/* Actions of a rule (the interface policy has only the first two). */
 #define XDPCTL_ACTION_PASS        0
 #define XDPCTL_ACTION_DROP        1
+#define XDPCTL_ACTION_REDIRECT    2   /* redirect --to: out of an interface (devmap) */
+#define XDPCTL_ACTION_TX          3   /* back out of the interface, MACs swapped */
+#define XDPCTL_ACTION_REDIRECT_CPU 4  /* redirect --cpu: on to the stack on a CPU (cpumap) */
+
+/*
+ * The actions beyond pass and drop that a program is compiled with
+ * (struct xdpctl_layout.actions; -D XDPCTL_REDIRECT_DEV, XDPCTL_REDIRECT_CPU,
+ * XDPCTL_TX in action_kern.h). A program whose rules use none of them
+ * contains none of their code and maps.
+ */
+#define XDPCTL_ACTS_REDIRECT      (1U << 0)   /* the devmap and the flow hash */
+#define XDPCTL_ACTS_CPU           (1U << 1)   /* the cpumap */
+#define XDPCTL_ACTS_TX            (1U << 2)   /* the MAC swap */
+
+/* Steering limits. The devmap holds both generations' targets: generation g
+ * uses entries g * XDPCTL_DEVMAP_GEN .. + XDPCTL_DEVMAP_GEN - 1, a rule's
+ * targets consecutive from its decision's target. */
+#define XDPCTL_MAX_TARGETS        64          /* interfaces of one redirect --to */
+#define XDPCTL_DEVMAP_GEN         4096        /* devmap entries per generation */
+#define XDPCTL_DEVMAP_ENTRIES     8192        /* both generations */
+#define XDPCTL_QUEUE_DEFAULT      2048        /* redirect --cpu: the cpumap queue */
+#define XDPCTL_QUEUE_MAX          16384       /* the kernel's limit on it */
 
 /*
  * Kinds of match. A rule carries a set of them; the program is compiled with
@@ -170,6 +198,26 @@ struct xdpctl_rule {
 	__u8 dst[16];
 	__u8 src_mac[8];
 	__u8 dst_mac[8];
+	/* Appended with the actions beyond pass and drop (ABI 3). */
+	__u16 cpu;           /* XDPCTL_ACTION_REDIRECT_CPU: the CPU */
+	__u8 ntargets;       /* XDPCTL_ACTION_REDIRECT: its targets (the targets map) */
+	__u8 _pad1;
+	__u32 queue;         /* XDPCTL_ACTION_REDIRECT_CPU: the cpumap queue size */
+};
+
+/*
+ * The interfaces of a redirect --to rule, in the order given (the targets
+ * map: a hash keyed like the rules map, written by user space only): each
+ * ifindex with the name it had when the rule was added, so that a target
+ * that goes away can still be named.
+ */
+struct xdpctl_target_name {
+	char name[16];
+};
+
+struct xdpctl_targets {
+	__u32 ifindex[XDPCTL_MAX_TARGETS];
+	struct xdpctl_target_name ifname[XDPCTL_MAX_TARGETS];
 };
 
 /* Key of the rules map: the generation a rule belongs to, and its id. */
@@ -195,11 +243,16 @@ struct xdpctl_config {
 /*
  * What decides a frame: one entry per rule in the tables' decision array.
  * order = priority << 32 | seq; the lowest order among matching rules wins.
+ * action was a __u32 before ABI 3 (its low byte, little-endian, is the same
+ * place): targets and target steer a redirect.
  */
 struct xdpctl_decision {
 	__u64 order;
 	__u32 slot;
-	__u32 action;
+	__u8 action;         /* XDPCTL_ACTION_* */
+	__u8 targets;        /* XDPCTL_ACTION_REDIRECT: how many (1..XDPCTL_MAX_TARGETS) */
+	__u16 target;        /* REDIRECT: the first devmap entry, within the generation's;
+			      * REDIRECT_CPU: the CPU (its cpumap entry) */
 };
 
 /*
@@ -240,6 +293,12 @@ struct xdpctl_decision {
  * new layout gets new maps, and the old ones go once it is replaced. */
 #define XDPCTL_PIN_TABLES         "tables"
 #define XDPCTL_PIN_HITS           "hits"
+/* Made by xdpctl (not BCC) before a program with the actions is compiled:
+ * the devmap (XDPCTL_DEVMAP_ENTRIES), the cpumap (one entry per possible
+ * CPU), and the targets of the redirect --to rules (user space only). */
+#define XDPCTL_PIN_DEVMAP         "devmap"
+#define XDPCTL_PIN_CPUMAP         "cpumap"
+#define XDPCTL_PIN_TARGETS        "targets"
 
 /* The XDP function, and so the program name the kernel lists. */
 #define XDPCTL_PROG_NAME          "xdpctl_filter"

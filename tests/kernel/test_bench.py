@@ -34,3 +34,30 @@ def test_bench_of_an_interface_builds_its_program_with_its_rules(klab):
     assert set(rows(report)) == FRAMES
     before = klab.counters()
     assert sum(v["packets"] for per in before.values() for v in per.values()) == 0  # a twin: live counters untouched
+
+
+def test_bench_actions_measures_each_action_against_drop(xdpctl_root):
+    """--actions: beside the program without rules, one rule deciding every
+    frame for each action, and each against the drop rule, per frame."""
+    # One round: the median of per-round ratios is then that round's ratio,
+    # so vs_drop must equal the ns' ratio (with two, one noisy round on a
+    # busy machine moved a median of ratios 50% off the ratio of medians).
+    report = xdpctl_root.json("bench", "--actions", "--rounds", "1", "--repeat", "20000")
+    assert report["actions"] == ["drop", "redirect", "redirect_x3", "redirect_cpu", "tx"]
+    got = rows(report)
+    assert set(got) == FRAMES
+    for r in got.values():
+        for name in ("no_rules", *report["actions"]):
+            assert r[f"{name}_ns"] > 0 and r[f"{name}_ratio"] > 0, name
+        for name in report["actions"][1:]:
+            assert r[f"{name}_vs_drop"] == pytest.approx(r[f"{name}_ns"] / r["drop_ns"], rel=0.01), name
+
+
+def test_bench_of_an_interface_that_redirects(klab):
+    """The twin of a program with redirect rules gets a devmap and a cpumap
+    of its own (the live ones are left alone)."""
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "redirect", "--cpu", "0", "--proto", "udp")
+    report = klab.xdpctl.json("bench", klab.iface, "--rounds", "2", "--repeat", "20000")
+    assert set(rows(report)) == FRAMES and report["program"]["source"].endswith(", 1 rules)")
+    assert sum(v["packets"] for per in klab.counters().values() for v in per.values()) == 0

@@ -32,6 +32,7 @@ from xdpctl.datapath.variants import variants
 from xdpctl.kernel import libbpf
 from xdpctl.kernel.compiler import compile_and_load
 from xdpctl.kernel.kernel_version import running_release
+from xdpctl.lifecycle import steering
 from xdpctl.lifecycle.state import scratch_dir
 from xdpctl.rules import engine
 
@@ -52,6 +53,7 @@ def test_the_variant_loads_and_runs(variant, capsys):
     with scratch_dir("variant") as directory:
         if variant.layout.engine:
             engine.create_tables(directory, variant.layout)
+            steering.prepare(directory, variant.layout)  # the devmap and cpumap, as attach makes them
         start = time.perf_counter()
         loaded = compile_and_load(filter_program(variant.options, directory, variant.layout))
         took = time.perf_counter() - start

@@ -55,7 +55,7 @@ def test_a_good_file():
     (('mode = "native"', 'mode = "turbo"'), 3, "not one of"),
     (("drop_non_ip = true", "drop_non_ip = true\nmtu = 1500"), 6, "unknown key 'mtu'"),
     (('{ action = "drop", ethertype = "0x88cc" }', '{ action = "drop", ethertype = "0x88cc" },\n  { action = "drop", ethertype = "0x88cc" }'), 13, "duplicate rule: the same as line 12"),
-    (('{ action = "drop", vlan = 100', '{ action = "block", vlan = 100'), 10, "not pass or drop"),
+    (('{ action = "drop", vlan = 100', '{ action = "block", vlan = 100'), 10, "is not one of: pass, drop, redirect, tx"),
     (("icmp_type = 8", "icmp_code = 8"), 10, "icmp_code needs icmp_type"),
     (('proto = "udp", dport = 53', 'proto = "udp", dport = 53, tcp_flags = "syn"'), 7, "tcp_flags needs proto tcp"),
     (('rules = [', 'rules = [\n  { action = "drop", src = "10.0.0.0/8", dst = "2001:db8::/32" },'), 7, "different families"),

@@ -58,9 +58,28 @@ def test_ip_classes_sort_below_arp():
 
 def test_verdicts():
     d = defines()
-    assert int(d["XDPCTL_VERDICT_PASS"]) == contract.VERDICTS.index("pass")
-    assert int(d["XDPCTL_VERDICT_DROP"]) == contract.VERDICTS.index("drop")
+    header = {k[len("XDPCTL_VERDICT_"):].lower(): int(v) for k, v in d.items()
+              if k.startswith("XDPCTL_VERDICT_") and k != "XDPCTL_VERDICT_MAX"}
+    assert header == {name: code for code, name in enumerate(contract.VERDICTS)}
+    # Codes are appended, never renumbered: pass and drop keep theirs.
+    assert contract.VERDICTS[:2] == ("pass", "drop")
     assert int(d["XDPCTL_VERDICT_MAX"]) == len(contract.VERDICTS)
+
+
+def test_actions_and_their_switches():
+    d = defines()
+    for name in ("PASS", "DROP", "REDIRECT", "TX", "REDIRECT_CPU"):
+        assert int(d[f"XDPCTL_ACTION_{name}"]) == getattr(contract, f"ACTION_{name}"), name
+    for name, bit in contract.ACTS:
+        assert d[f"XDPCTL_ACTS_{name}"] == f"(1U << {bit.bit_length() - 1})", name
+    for name in ("MAX_TARGETS", "DEVMAP_GEN", "DEVMAP_ENTRIES", "QUEUE_DEFAULT", "QUEUE_MAX"):
+        assert int(d[f"XDPCTL_{name}"]) == getattr(contract, name), name
+    assert contract.DEVMAP_ENTRIES == 2 * contract.DEVMAP_GEN  # one part per generation
+    assert contract.DEVMAP_GEN <= 1 << 16  # struct xdpctl_decision.target is 16 bits
+    fmt, names = struct_format("xdpctl_targets")
+    assert canon(fmt) == canon(contract.TARGETS.format) and names == ["ifindex", "ifname"]
+    for pin in ("DEVMAP", "CPUMAP", "TARGETS"):
+        assert d[f"XDPCTL_PIN_{pin}"] == f'"{getattr(contract, "PIN_" + pin)}"'
 
 
 def test_class_counters_layout():
@@ -119,7 +138,9 @@ def test_rule_engine_structs():
     assert struct_format("xdpctl_config")[0] == contract.CONFIG.format
     assert struct_format("xdpctl_decision")[0] == contract.DECISION.format
     assert struct_format("xdpctl_layout")[0] == contract.LAYOUT.format
-    for name in ("xdpctl_rule", "xdpctl_config", "xdpctl_decision", "xdpctl_layout"):
+    assert struct_format("xdpctl_decision")[1] == ["order", "slot", "action", "targets", "target"]
+    assert struct_format("xdpctl_layout")[1][-1] == "actions"
+    for name in ("xdpctl_rule", "xdpctl_config", "xdpctl_decision", "xdpctl_layout", "xdpctl_targets"):
         fmt = struct_format(name)[0]
         assert struct.calcsize(fmt) == struct.calcsize(fmt.replace("<", "@")), name
 

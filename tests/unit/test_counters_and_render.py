@@ -15,8 +15,10 @@ from xdpctl.cli.output import emit_json
 
 
 def per_cpu(*cpus):
-    """Per-CPU struct xdpctl_class_counters: (pass pkts, bytes, drop pkts, bytes)."""
-    return b"".join(contract.CLASS_COUNTERS.pack(*c) for c in cpus)
+    """Per-CPU struct xdpctl_class_counters: (pass pkts, bytes, drop pkts,
+    bytes[, redirect, tx, aborted: packets and bytes each]); verdicts left out are 0."""
+    width = 2 * len(contract.VERDICTS)
+    return b"".join(contract.CLASS_COUNTERS.pack(*c, *(0,) * (width - len(c))) for c in cpus)
 
 
 def key(cls):
@@ -42,7 +44,20 @@ def test_decode_sums_every_cpu():
 
 def test_total_is_the_sum_of_classes():
     t = counters.total(counters.decode(sample_entries()))
-    assert t == {"pass": {"packets": 7, "bytes": 700}, "drop": {"packets": 3, "bytes": 162}}
+    zero = {"packets": 0, "bytes": 0}
+    assert t == {"pass": {"packets": 7, "bytes": 700}, "drop": {"packets": 3, "bytes": 162},
+                 "redirect": zero, "tx": zero, "aborted": zero}
+
+
+def test_every_verdict_is_decoded_from_its_place():
+    """The value is one (packets, bytes) pair per verdict, in code order:
+    redirect, tx and aborted come after pass and drop, read from where the
+    C writes them (verdict[XDPCTL_VERDICT_*])."""
+    values = tuple(range(1, 2 * len(contract.VERDICTS) + 1))  # 1..10: each field its own number
+    c = counters.decode([(key("ipv4/tcp"), per_cpu(values, values))])["ipv4/tcp"]
+    for code, verdict in enumerate(contract.VERDICTS):
+        assert c[verdict] == {"packets": 2 * values[2 * code], "bytes": 2 * values[2 * code + 1]}, verdict
+    assert list(c) == ["pass", "drop", "redirect", "tx", "aborted"]
 
 
 def test_rates_and_reset_between_readings():
@@ -70,8 +85,9 @@ def test_json_schema(capsys):
     for key in ("ifname", "ifindex", "mode", "prog_id", "managed", "counters"):
         assert key in entry
     assert set(entry["counters"]) == set(contract.CLASSES)
-    for per_verdict in entry["counters"].values():
-        assert set(per_verdict) == {"pass", "drop"}
+    # pass and drop as they always were; redirect, tx and aborted beside them, in every class.
+    for per_verdict in (*entry["counters"].values(), entry["total"]):
+        assert list(per_verdict) == ["pass", "drop", "redirect", "tx", "aborted"]
         for c in per_verdict.values():
             assert set(c) == {"packets", "bytes"} and all(isinstance(v, int) for v in c.values())
 
@@ -93,6 +109,52 @@ def test_stats_table_fits_80_columns():
     assert max(map(len, lines)) <= 80
     for cls in contract.CLASSES:  # a class name never wraps
         assert any(line.strip().startswith(cls + " ") for line in lines), cls
+
+
+def steered_data():
+    """An interface whose rules redirect, with the largest counts shown exactly."""
+    data = stats_data()
+    entry = data["interfaces"][0]
+    for cls in contract.CLASSES:
+        for v in contract.VERDICTS:
+            entry["counters"][cls][v] = {"packets": 9_999_999, "bytes": 9_999_999}
+    entry["total"] = counters.total(entry["counters"])
+    entry["rules"] = [{"id": 1, "priority": 1000, "action": "redirect", "to": ["eth1", "eth2"],
+                       "match": {"proto": "udp"}, "hits": {"packets": 5, "bytes": 300}}]
+    return data
+
+
+def test_stats_of_a_steering_interface_show_every_verdict_in_80_columns():
+    entry = steered_data()["interfaces"][0]
+    lines = rendered(render.counters_table(entry))
+    assert max(map(len, lines)) <= 80
+    head = next(line for line in lines if line.strip().startswith("class"))
+    assert head.split() == ["class", "pass", "drop", "redirect", "tx", "aborted", "bytes"]
+    total = next(line for line in lines if line.strip().startswith("total"))
+    # 7 digits exact, and the big total compact: 10 classes x 9,999,999.
+    assert total.split()[1:] == ["100.00M"] * 5 + ["500.00M"]
+    lines = rendered(render.rates_table(entry, counters.rates(entry["counters"], entry["counters"], 1)))
+    assert max(map(len, lines)) <= 80 and "redirect/s" in "\n".join(lines)
+
+
+def test_stats_without_steering_keep_the_pass_and_drop_table():
+    """Nothing redirected, sent back or aborted, and no rule that would: the
+    table of before (packets and bytes of pass and drop)."""
+    lines = rendered(render.counters_table(stats_data()["interfaces"][0]))
+    head = next(line for line in lines if line.strip().startswith("class"))
+    assert head.split() == ["class", "pass", "pkts", "pass", "bytes", "drop", "pkts", "drop", "bytes"]
+    entry = stats_data()["interfaces"][0]
+    entry["counters"]["arp"]["aborted"]["packets"] = 1  # an aborted frame shows: all verdicts then
+    assert "aborted" in "\n".join(rendered(render.counters_table(entry)))
+
+
+def test_rules_table_names_where_a_redirect_sends():
+    table = render.rules_table({"rules": steered_data()["interfaces"][0]["rules"] + [
+        {"id": 2, "priority": 10, "action": "redirect", "cpu": 1, "queue": 2048, "match": {"proto": "tcp"},
+         "hits": {"packets": 0, "bytes": 0}},
+        {"id": 3, "priority": 1000, "action": "tx", "match": {}, "hits": {"packets": 0, "bytes": 0}}]})
+    text = "\n".join(rendered(table))
+    assert "to eth1,eth2: proto udp" in text and "cpu 1: proto tcp" in text and "everything" in text
 
 
 def test_rates_table_fits_80_columns():

@@ -27,6 +27,7 @@ from xdpctl.datapath import contract
 from xdpctl.cli import cli
 from xdpctl.rules.config_file import MAX_FILE_BYTES, load, parse
 from xdpctl.errors import BadInput
+from xdpctl.rules.actions import NO_STEER
 from xdpctl.rules.model import MATCH_KEYS, Rule, parse_match
 from xdpctl.lifecycle.ruleops import Change
 
@@ -42,10 +43,10 @@ def no_kernel(monkeypatch):
     """`rule add` with every value accepted records the rule instead of changing the kernel."""
     calls = []
 
-    def add(app, ifname, action, match, priority):
-        calls.append((ifname, action, match, priority))
-        return Change(Rule(action, match, priority or contract.PRIORITY_DEFAULT, priority is not None, 1, 1, 0),
-                      False, 1, [])
+    def add(app, ifname, action, match, priority, steer=NO_STEER):
+        calls.append((ifname, action, match, priority, steer))
+        return Change(Rule(action, match, priority or contract.PRIORITY_DEFAULT, priority is not None, 1, 1, 0,
+                           steer), False, 1, [])
 
     monkeypatch.setattr(xdpctl.lifecycle.ruleops, "add", add)
     return calls
@@ -81,7 +82,7 @@ def test_any_value_of_any_option_is_accepted_or_refused_in_one_line(no_kernel, o
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     if r.exit_code == 0:
         # Accepted: what was recorded reads back as the same rule.
-        ((_, _, match, priority),) = no_kernel
+        ((_, _, match, priority, _),) = no_kernel
         assert parse_match(match.describe()) == match
         if option == "--priority":
             assert priority == int(value.strip())
@@ -97,6 +98,60 @@ def test_any_arguments_at_all(no_kernel, args):
     assert r.exit_code in (0, 2), (args, r.exit_code, r.output)
     if r.exit_code:
         assert_refused(r)
+
+
+# --- where a redirect sends ------------------------------------------------------------
+
+STEER_OPTIONS = ["--to", "--cpu", "--queue"]
+
+
+@FAST
+@given(action=st.sampled_from(["pass", "drop", "redirect", "tx"]),
+       given_options=st.lists(st.sampled_from(STEER_OPTIONS), unique=True, max_size=3),
+       value=st.text(max_size=40))
+@example(action="redirect", given_options=["--to"], value="eth1,eth1")
+@example(action="redirect", given_options=["--to"], value=",".join(f"e{i}" for i in range(65)))
+@example(action="redirect", given_options=["--cpu", "--queue"], value="16385")
+def test_any_steering_option_is_accepted_or_refused_in_one_line(no_kernel, action, given_options, value):
+    """Whatever --to, --cpu and --queue hold, with whichever action: a
+    steer that reads back as given, or one line and nothing recorded."""
+    no_kernel.clear()
+    r = rule_add("eth0", action, *(x for o in given_options for x in (o, value)))
+    assert "Traceback" not in r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    if r.exit_code:
+        assert_refused(r)
+        assert no_kernel == []
+        return
+    ((_, code, _, _, steer),) = no_kernel
+    assert action == "redirect" or not given_options  # only redirect takes them
+    if "--to" in given_options:
+        names = [n.strip() for n in value.split(",")]
+        assert [t.name for t in steer.to] == names and len(set(names)) == len(names) <= contract.MAX_TARGETS
+        assert code == contract.ACTION_REDIRECT and steer.cpu is None
+    elif "--cpu" in given_options:
+        assert code == contract.ACTION_REDIRECT_CPU and steer.cpu == int(value.strip())
+        assert 1 <= steer.queue_size <= contract.QUEUE_MAX
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["redirect"], ("redirect needs --to IF[,IF...]", "or --cpu N")),
+    (["redirect", "--to", "eth1", "--cpu", "1"], ("--to and --cpu cannot be given together",)),
+    (["pass", "--to", "eth1"], ("--to is for redirect",)),
+    (["drop", "--cpu", "1"], ("--cpu is for redirect",)),
+    (["tx", "--to", "eth1"], ("--to is for redirect", "tx sends a frame back out")),
+    (["redirect", "--to", "eth1", "--queue", "64"], ("--queue sizes a CPU's queue",)),
+    (["redirect", "--cpu", "1", "--queue", "0"], ("--queue must be from 1 to 16384",)),
+    (["redirect", "--cpu", "1", "--queue", "16385"], ("--queue must be from 1 to 16384",)),
+    (["redirect", "--cpu", "65536"], ("--cpu must be from 0 to 65535",)),
+    (["redirect", "--to", "eth1,,eth2"], ("--to needs interface names",)),
+    (["redirect", "--to", "eth1,eth1"], ("names eth1 twice",)),
+    (["redirect", "--to", ",".join(f"e{i}" for i in range(65))], ("names 65 interfaces", "at most 64")),
+    (["redirect", "--to", "a" * 16], ("at most 15",)),
+])
+def test_steering_options_that_do_not_hold_together_are_one_line(no_kernel, args, fragments):
+    assert_refused(rule_add("eth0", *args), *fragments)
+    assert no_kernel == []
 
 
 # --- addresses ----------------------------------------------------------------------
@@ -196,7 +251,7 @@ def test_numbers_out_of_range_are_refused(no_kernel, option, value):
 @FAST
 @given(name=st.from_regex(r"--[a-z][a-z-]{0,20}", fullmatch=True))
 def test_unknown_options_are_refused(name):
-    if name in OPTIONS or name in ("--json", "--help"):
+    if name in OPTIONS or name in STEER_OPTIONS or name in ("--json", "--help"):
         return
     assert_refused(rule_add("eth0", "drop", name, "1"), "No such option")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from xdpctl.datapath import contract, variants
-from xdpctl.datapath.layout import KIND_BIT, Layout, depth_for
+from xdpctl.datapath.layout import ACTION_SWITCHES, KIND_BIT, Layout, depth_for
 from xdpctl.datapath.program import bpf_dir, filter_program
 from xdpctl.rules import synthetic
 from xdpctl.rules.tables import build
@@ -80,6 +80,23 @@ def test_the_largest_sizes_the_limits_allow():
     assert layout.tables_size <= variants.TABLE_BUDGET
     plain = [v for v in ALL if v.layout.decisions >= contract.MAX_RULES and not v.layout.words]
     assert plain, "no block list at the limit"
+
+
+def test_every_action_of_the_header_has_a_variant_alone_together_and_at_the_largest():
+    acts = header_bits("ACTS_")
+    assert acts == {name: bit for name, bit in contract.ACTS}
+    compiled = {v.layout.actions for v in ALL if v.layout.engine}
+    for name, bit in acts.items():
+        assert bit in compiled, f"no variant with the {name} action alone"
+    every = sum(acts.values())
+    assert every in compiled
+    largest = max((v for v in ALL if v.layout.actions == every), key=lambda v: v.layout.decisions)
+    assert largest.layout.kinds == sum(KIND_BIT.values()) and largest.layout.words * 64 >= contract.MAX_GENERAL
+    assert largest.option_bits == sum(variants.option_bits())
+    for v in ALL:  # each action's switch is in the flags of exactly the variants that have it
+        flags = filter_program(v.options, "/sys/fs/bpf/xdpctl-variants", v.layout).cflags()
+        for bit, switch, _ in ACTION_SWITCHES:
+            assert (f"-D{switch}" in flags) == bool(v.layout.actions & bit), (v.name, switch)
 
 
 def test_names_are_unique_and_every_variant_builds():

@@ -100,11 +100,14 @@ class Stand:
 
 
 def measure(baseline: Contender, others: list[Contender], frames: dict[str, bytes],
-            repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS, stand: Stand | None = None) -> list[dict]:
+            repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS, stand: Stand | None = None,
+            pairs: tuple[tuple[str, str], ...] = ()) -> list[dict]:
     """Round after round, hold each program in turn and time it on every
     frame. The headline ratio is the median, over rounds, of each round's
     ratio to the baseline measured just before it (drift cancels within a
-    round); the ratio of the best rounds is reported beside it."""
+    round); the ratio of the best rounds is reported beside it. pairs:
+    (name, reference) of two contenders, reported as <name>_vs_<reference>,
+    the same median of per-round ratios."""
     contenders = [baseline, *others]
     times = {(c.name, f): [] for c in contenders for f in frames}
     with one_cpu():
@@ -123,6 +126,9 @@ def measure(baseline: Contender, others: list[Contender], frames: dict[str, byte
             row[f"{c.name}_ns"] = round(statistics.median(mine), 3)
             row[f"{c.name}_ratio"] = round(statistics.median(m / b for m, b in zip(mine, base)), 3)
             row[f"{c.name}_ratio_best"] = round(min(mine) / min(base), 3)
+        for name, ref in pairs:
+            mine, theirs = times[(name, label)], times[(ref, label)]
+            row[f"{name}_vs_{ref}"] = round(statistics.median(m / r for m, r in zip(mine, theirs)), 3)
         rows.append(row)
     return rows
 
@@ -196,11 +202,106 @@ def _with_rules(options: FilterOptions, rules: list, directory: str):
     from ..datapath.layout import Layout
     from ..rules.tables import build
 
+    from ..lifecycle import steering
+
     n = len(rules)
     built = build(rules)
     layout = Layout().grown(built.needs)
     tables = engine.create_tables(directory, layout)
+    steering.prepare(directory, layout)  # the devmap and cpumap of redirect rules
     loaded = compile_and_load(filter_program(options, directory, layout))
     engine.write_tables(tables, 0, built, layout)
+    _fill_steering(directory, rules, layout)
     engine.write_config(os.path.join(directory, contract.PIN_CONFIG), 0, len(rules), n + 1, n + 1)
     return loaded
+
+
+def _fill_steering(directory: str, rules: list, layout) -> None:
+    """Generation 0's devmap entries and the CPUs' queues, as a change writes
+    them; a target that is not an interface here is left out (its frames
+    then take the aborted path)."""
+    import struct
+
+    from ..rules import actions
+
+    key = struct.Struct("<I")
+    if layout.actions & contract.ACTS_REDIRECT:
+        with libbpf.opened(os.path.join(directory, contract.PIN_DEVMAP)) as fd:
+            for group, offset in actions.devmap_offsets(rules).items():
+                for i, t in enumerate(group):
+                    with contextlib.suppress(OSError):
+                        libbpf.map_update(fd, key.pack(offset + i), key.pack(t.ifindex))
+    if layout.actions & contract.ACTS_CPU:
+        with libbpf.opened(os.path.join(directory, contract.PIN_CPUMAP)) as fd:
+            for r in rules:
+                if r.action == contract.ACTION_REDIRECT_CPU:
+                    libbpf.map_update(fd, key.pack(r.steer.cpu), key.pack(r.steer.queue_size))
+
+
+# --- the actions -------------------------------------------------------------------
+
+# One rule that decides every frame (it has no match), with each action; the
+# redirects send to the loopback interface (nothing is sent: a test run only
+# returns the verdict, after the devmap or cpumap lookup).
+ACTION_CONTENDERS = ("drop", "redirect", "redirect_x3", "redirect_cpu", "tx")
+LOOPBACK = 1
+
+
+def _action_rule(name: str):
+    from ..rules.actions import NO_STEER, Steer, Target
+    from ..rules.model import Match, Rule
+
+    code, steer = {
+        "drop": (contract.ACTION_DROP, NO_STEER),
+        "redirect": (contract.ACTION_REDIRECT, Steer(to=(Target("lo", LOOPBACK),))),
+        "redirect_x3": (contract.ACTION_REDIRECT, Steer(to=tuple(Target(f"lo{i}", LOOPBACK) for i in range(3)))),
+        "redirect_cpu": (contract.ACTION_REDIRECT_CPU, Steer(cpu=0)),
+        "tx": (contract.ACTION_TX, NO_STEER),
+    }[name]
+    return Rule(code, Match(), id=1, seq=1, slot=0, steer=steer)
+
+
+def _with_action(options: FilterOptions, name: str, directory: str):
+    """xdpctl's program with one rule of that action, its devmap and cpumap
+    entries written as a change would write them."""
+    return _with_rules(options, [_action_rule(name)], directory)
+
+
+def bench_actions(options: FilterOptions, repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS) -> dict:
+    """The empty program, xdpctl's program without rules, and xdpctl's
+    program with one rule that decides every frame, for each action; each
+    action's cost is also given against the drop rule's."""
+    from ..kernel.compiler import compile_and_load
+
+    loaded = []
+    stand = None
+    with contextlib.ExitStack() as stack:
+        try:
+            loaded.append(compile_and_load(empty_program()))
+            loaded.append(compile_and_load(filter_program(options, None)))
+            contenders = [Contender("no_rules", loaded[-1].prog_fd)]
+            for name in ACTION_CONTENDERS:
+                loaded.append(_with_action(options, name, stack.enter_context(scratch_dir("bench"))))
+                contenders.append(Contender(name, loaded[-1].prog_fd))
+            stand = Stand()
+            pairs = tuple((name, "drop") for name in ACTION_CONTENDERS if name != "drop")
+            rows = measure(Contender("empty", loaded[0].prog_fd), contenders, bench_frames(), repeat, rounds, stand,
+                           pairs)
+        finally:
+            if stand is not None:
+                stand.close()
+            for item in loaded:
+                item.close()
+    return {
+        "program": {"source": "one rule deciding every frame, by action", "options": options.describe()},
+        "baseline": "the empty XDP program (return XDP_PASS)",
+        "method": "BPF_PROG_TEST_RUN; wall clock per run; each program held in the XDP dispatcher while timed; "
+                  "programs alternated on one CPU; ns are medians of rounds; ratio is the median of per-round "
+                  "ratios; <action>_vs_drop: the same, against the drop rule. Redirects go to the loopback "
+                  "interface's devmap entry and CPU 0's cpumap entry; a test run returns the verdict and sends "
+                  "nothing",
+        "repeat": repeat,
+        "rounds": rounds,
+        "actions": list(ACTION_CONTENDERS),
+        "frames": rows,
+    }

@@ -171,10 +171,30 @@ def _orphans(app) -> Check:
                  "`xdpctl attach IFACE --force` replaces it with a managed one")
 
 
+def _steering(app) -> Check:
+    """Redirect rules whose targets cannot be sent to now."""
+    from ..lifecycle.target import Target
+    from ..observe.report import steering_warnings
+
+    found = []
+    for att in app.state.attachments(app.netns_ino):
+        link = app.netlink.link_by_index(att.ifindex)
+        if link is None:
+            continue
+        target = Target(link, att, att.read_meta())  # looks, never settles
+        if target.ours and not target.meta.pending_prog_id:
+            found += [f"{target.ifname}: {w['message']}" for w in steering_warnings(app, target)]
+    if not found:
+        return Check("redirect targets", OK, "every redirect rule's targets can be sent to")
+    return Check("redirect targets", WARN, "; ".join(found),
+                 "see docs/rules.md#steering-and-load-spreading; `xdpctl rule list IFACE` shows the rules")
+
+
 def run(app) -> list[Check]:
     caps = privileges.effective()
     checks = [_privileges(caps), _kernel(), _bpffs(), _bcc(), _headers(), _compile_cache(), _tools()]
     if privileges.CAP_BPF in caps or privileges.CAP_SYS_ADMIN in caps:
         checks += _state(app)
         checks.append(_orphans(app))
+        checks.append(_steering(app))
     return checks

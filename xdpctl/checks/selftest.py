@@ -37,7 +37,9 @@ class Row:
 
 
 def _fmt(c: dict) -> str:
-    return f"pass {c['pass']['packets']} ({c['pass']['bytes']} B), drop {c['drop']['packets']} ({c['drop']['bytes']} B)"
+    """pass and drop, and any other verdict that counted something."""
+    shown = [v for v in c if v in ("pass", "drop") or c[v]["packets"] or c[v]["bytes"]]
+    return ", ".join(f"{v} {c[v]['packets']} ({c[v]['bytes']} B)" for v in shown)
 
 
 def compare(expected: dict, seen: dict) -> list[Row]:

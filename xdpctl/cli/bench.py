@@ -15,13 +15,15 @@ from .params import IFACE, json_option
               help="Also measure xdp-filter (all features, one port and one IP rule) on the same frames.")
 @click.option("--rules", "rule_sets", metavar="N[,N...]",
               help="Measure xdpctl with N synthetic mixed rules (several sizes: the growth between them).")
+@click.option("--actions", "with_actions", is_flag=True,
+              help="Measure one rule deciding every frame, for each action (drop, redirect, tx), against drop.")
 @click.option("--repeat", type=click.IntRange(1000, 100_000_000), default=2_000_000, show_default=True,
               help="Runs per measurement.")
 @click.option("--rounds", type=click.IntRange(1, 101), default=12, show_default=True,
               help="Alternations of the programs; the report gives medians.")
 @json_option
 @click.pass_obj
-def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repeat, rounds, as_json):
+def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_actions, repeat, rounds, as_json):
     """Per-packet cost of xdpctl's program against the empty XDP program,
     through BPF_PROG_TEST_RUN, on IPv4/UDP, VLAN IPv4/UDP, IPv6/TCP and ARP.
 
@@ -36,6 +38,21 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, repea
     require_attach("loading programs to benchmark")
     if iface and lab_name:
         raise BadInput("give IFACE or --lab, not both")
+    if with_actions:
+        if iface or lab_name or rule_sets or with_xdp_filter:
+            raise BadInput("--actions measures rules of its own; drop IFACE, --lab, --rules and --xdp-filter")
+        from ..checks.bench import bench_actions
+
+        report = bench_actions(FilterOptions(drop_non_ip=drop_non_ip), repeat=repeat, rounds=rounds)
+        if as_json:
+            from .output import emit_json
+
+            emit_json(report)
+        else:
+            from .render import print_bench_actions
+
+            print_bench_actions(report)
+        return
     options, source, rules = FilterOptions(drop_non_ip=drop_non_ip), "options given", []
     if lab_name:
         from ..traffic import lab as labs

@@ -73,9 +73,44 @@ def print_status(data: dict) -> None:
         _out.print(status_table(data))
     for s in data.get("in_flight", []) + data.get("stale", []):
         _err.print(f"note: {s['ifname']}: {s['reason']}")
+    for e in data["interfaces"]:
+        for w in e.get("warnings", []):
+            _err.print(f"warning: {e['ifname']}: {w['message']}", markup=False)
+
+
+# Verdicts beyond pass and drop (contract.VERDICTS): their columns are shown
+# once an interface has any of them, or rules that take them.
+STEERED = tuple(v for v in contract.VERDICTS if v not in ("pass", "drop"))
+
+
+def _steers(entry: dict) -> bool:
+    """Whether to show every verdict (packets only) instead of pass and drop
+    (packets and bytes): 80 columns hold one or the other."""
+    if any(r["action"] in ("redirect", "tx") for r in entry.get("rules") or ()):
+        return True
+    return any(c.get(v, {}).get("packets") for c in entry["counters"].values() for v in STEERED)
+
+
+def _all_verdicts_table(entry: dict) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("class")
+    for col in (*contract.VERDICTS, "bytes"):
+        table.add_column(col, justify="right")
+
+    def row(name: str, c: dict) -> None:
+        table.add_row(name, *(number(c[v]["packets"]) for v in contract.VERDICTS),
+                      number(sum(c[v]["bytes"] for v in contract.VERDICTS)))
+
+    for cls in contract.CLASSES:
+        row(cls, entry["counters"][cls])
+    table.add_section()
+    row("[bold]total[/]", entry["total"])
+    return table
 
 
 def counters_table(entry: dict) -> Group:
+    if _steers(entry):
+        return Group(Text.from_markup(_title(entry)), _all_verdicts_table(entry))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("class")
     for col in ("pass pkts", "pass bytes", "drop pkts", "drop bytes"):
@@ -106,6 +141,15 @@ def print_stats(data: dict) -> None:
 def rates_table(entry: dict, rates: dict) -> Group:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("class")
+    if _steers(entry):
+        for col in contract.VERDICTS:
+            table.add_column(f"{col}/s", justify="right")
+        table.add_column("bit/s", justify="right")
+        for cls in contract.CLASSES:
+            r = rates[cls]
+            table.add_row(cls, *(rate(r[v]["pps"], "") for v in contract.VERDICTS),
+                          rate(sum(r[v]["bps"] for v in contract.VERDICTS), "b"))
+        return Group(Text.from_markup(_title(entry)), table)
     for col in ("pass pkts", "pkt/s", "bit/s", "drop pkts", "pkt/s", "bit/s"):
         table.add_column(col, justify="right")
     for cls in contract.CLASSES:
@@ -181,6 +225,10 @@ def rules_table(data: dict) -> Table:
     table.add_column("bytes", justify="right", no_wrap=True)
     for r in data["rules"]:
         match = " ".join(f"{k.replace('_', '-')} {v}" for k, v in r["match"].items()) or "everything"
+        if "to" in r:  # where a redirect sends, before what it matches
+            match = f"to {','.join(r['to'])}: {match}"
+        elif "cpu" in r:
+            match = f"cpu {r['cpu']}: {match}"
         table.add_row(str(r["id"]), str(r["priority"]), r["action"], match,
                       number(r["hits"]["packets"]), number(r["hits"]["bytes"]))
     return table
@@ -214,6 +262,34 @@ def print_bench(report: dict) -> None:
         row += [f"{r[g]:.2f}x" for g in growth]
         table.add_row(*row)
     _out.print(table)
+    _out.print(f"{report['rounds']} rounds x {report['repeat']:,} runs per program and frame; medians. "
+               "The ns are this machine's; the ratios are the figures.")
+
+
+def print_bench_actions(report: dict) -> None:
+    """bench --actions: a program per row, a frame per column (80 columns
+    hold that, not the other way round)."""
+    opts = ", ".join(report["program"]["options"]) or "count only"
+    rows = report["frames"]
+    names = ["no_rules", *report["actions"]]
+    table = Table(title=f"per packet, one rule deciding every frame, against the empty XDP program ({opts})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("program")
+    for r in rows:
+        table.add_column(r["frame"], justify="right")
+    table.add_row("empty", *(f"{r['empty_ns']:.1f}ns" for r in rows))
+    for name in names:
+        table.add_row(name.replace("_", " "), *(f"{r[name + '_ns']:.1f}ns {r[name + '_ratio']:.2f}x" for r in rows))
+    _out.print(table)
+    versus = Table(title="each action against the drop rule", box=box.SIMPLE_HEAD, pad_edge=False,
+                   title_justify="left")
+    versus.add_column("action")
+    for r in rows:
+        versus.add_column(r["frame"], justify="right")
+    for name in report["actions"]:
+        if name != "drop":
+            versus.add_row(name.replace("_", " "), *(f"{r[name + '_vs_drop']:.2f}x" for r in rows))
+    _out.print(versus)
     _out.print(f"{report['rounds']} rounds x {report['repeat']:,} runs per program and frame; medians. "
                "The ns are this machine's; the ratios are the figures.")
 

@@ -42,20 +42,33 @@ def match_options(f):
 
 @command.command("add")
 @click.argument("iface", type=IFACE)
-@click.argument("action", type=click.Choice(["pass", "drop"]))
+@click.argument("action", type=click.Choice(["pass", "drop", "redirect", "tx"]))
 @match_options
 @click.option("--priority", metavar="N", help="0-65535, lower decides first (default 1000).")
+@click.option("--to", "to", metavar="IF[,IF...]",
+              help="redirect: out of these interfaces (up to 64), one per flow by a hash.")
+@click.option("--cpu", metavar="N", help="redirect: on to the kernel's stack on CPU N.")
+@click.option("--queue", metavar="N", help="With --cpu: the CPU's queue, in frames (default 2048).")
 @json_option
 @click.pass_obj
-def add(app, iface, action, priority, as_json, **values):
-    """Add a rule: ACTION (pass or drop) for frames matching every option."""
+def add(app, iface, action, priority, to, cpu, queue, as_json, **values):
+    """Add a rule: ACTION for frames matching every option.
+
+    \b
+    pass      on to the kernel's stack
+    drop      dropped
+    redirect  out of other interfaces (--to) or to another CPU (--cpu)
+    tx        back out of IFACE, source and destination MACs swapped
+    """
     from ..lifecycle.ruleops import add as add_rule
-    from ..rules.model import ACTIONS, parse_match, parse_priority
+    from ..rules import actions
+    from ..rules.model import parse_match, parse_priority
     from .output import note
 
+    code, steer = actions.parse(action, to, cpu, queue)
     match = parse_match(values)
     prio = parse_priority(priority) if priority is not None else None
-    change = add_rule(app, iface, ACTIONS[action], match, prio)
+    change = add_rule(app, iface, code, match, prio, steer)
     for line in change.notes:
         note(line)
     if as_json:
@@ -100,7 +113,12 @@ def list_(app, iface, as_json):
 
 
 def describe(rule: dict) -> str:
-    """'drop src 203.0.113.0/24 proto udp dport 53 priority 10'"""
+    """'drop src 203.0.113.0/24 proto udp dport 53 (priority 10)', 'redirect
+    to eth1,eth2 proto udp (priority 1000)'"""
     parts = [rule["action"]]
+    if "to" in rule:
+        parts.append("to " + ",".join(rule["to"]))
+    elif "cpu" in rule:
+        parts.append(f"cpu {rule['cpu']} queue {rule['queue']}")
     parts += [f"{k.replace('_', '-')} {v}" for k, v in rule["match"].items()] or ["everything"]
     return " ".join(parts) + f" (priority {rule['priority']})"

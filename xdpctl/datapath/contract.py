@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 # Protocol classes, in code order (the index is the class code).
 CLASSES: tuple[str, ...] = (
@@ -26,8 +26,9 @@ CLASSES: tuple[str, ...] = (
 )
 CLASS_CODES: dict[str, int] = {name: code for code, name in enumerate(CLASSES)}
 
-# Verdicts, in code order.
-VERDICTS: tuple[str, ...] = ("pass", "drop")
+# Verdicts, in code order (XDPCTL_VERDICT_*): every frame is counted under
+# exactly one. Codes are appended, never renumbered: pass and drop keep 0 and 1.
+VERDICTS: tuple[str, ...] = ("pass", "drop", "redirect", "tx", "aborted")
 
 # struct xdpctl_counter: packets, bytes.
 COUNTER = struct.Struct("<QQ")
@@ -46,7 +47,7 @@ OPT_POLICY_DENY = 1 << 1
 # struct xdpctl_layout (inside struct xdpctl_meta).
 NKINDS = 11
 NTRIES = 6
-LAYOUT = struct.Struct("<IIIII" + "I" * NKINDS + "I" * NTRIES + "I" * NTRIES + "I")
+LAYOUT = struct.Struct("<IIIII" + "I" * NKINDS + "I" * NTRIES + "I" * NTRIES + "I")  # ... depths, actions
 TRIES: tuple[tuple[str, int], ...] = (
     ("SRC4", 1 << 0), ("SRC6", 1 << 1), ("DST4", 1 << 2), ("DST6", 1 << 3), ("SMAC", 1 << 4), ("DMAC", 1 << 5),
 )
@@ -71,6 +72,21 @@ META_FIELDS = (
 
 ACTION_PASS = 0
 ACTION_DROP = 1
+ACTION_REDIRECT = 2  # redirect --to: out of an interface (the devmap)
+ACTION_TX = 3  # back out of the interface it came in on, MACs swapped
+ACTION_REDIRECT_CPU = 4  # redirect --cpu: on to the stack on a CPU (the cpumap)
+
+# XDPCTL_ACTS_*: the actions beyond pass and drop compiled into a program.
+ACTS_REDIRECT = 1 << 0
+ACTS_CPU = 1 << 1
+ACTS_TX = 1 << 2
+ACTS: tuple[tuple[str, int], ...] = (("REDIRECT", ACTS_REDIRECT), ("CPU", ACTS_CPU), ("TX", ACTS_TX))
+
+MAX_TARGETS = 64
+DEVMAP_GEN = 4096
+DEVMAP_ENTRIES = 8192
+QUEUE_DEFAULT = 2048
+QUEUE_MAX = 16384
 
 # XDPCTL_KIND_*, in bit order (the order of the class records in the tables).
 KIND_SRC = 1 << 0
@@ -98,10 +114,12 @@ RULE_DST_V6 = 1 << 3
 PRIORITY_DEFAULT = 1000
 
 # struct xdpctl_rule, struct xdpctl_rule_key, struct xdpctl_config, struct xdpctl_decision.
-RULE = struct.Struct("<IIIIHBBBBBBBBBBHHHHHH16s16s8s8s")
+RULE = struct.Struct("<IIIIHBBBBBBBBBBHHHHHH16s16s8s8sHBBI")  # ... dst_mac, cpu, ntargets, pad, queue
 RULE_KEY = struct.Struct("<II")
 CONFIG = struct.Struct("<IIIIII")
-DECISION = struct.Struct("<QII")
+DECISION = struct.Struct("<QIBBH")  # order, slot, action, targets, target
+# struct xdpctl_targets (the targets map, key struct xdpctl_rule_key).
+TARGETS = struct.Struct("<" + "I" * MAX_TARGETS + "16s" * MAX_TARGETS)
 
 NO_RULE = 0xFFFFFFFF
 
@@ -131,6 +149,9 @@ PIN_CONFIG = "config"
 PIN_RULES = "rules"
 PIN_TABLES = "tables"  # + "_" + layout tag
 PIN_HITS = "hits"  # + "_" + slots tag
+PIN_DEVMAP = "devmap"
+PIN_CPUMAP = "cpumap"
+PIN_TARGETS = "targets"
 
 PROG_NAME = "xdpctl_filter"
 

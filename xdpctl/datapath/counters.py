@@ -69,7 +69,19 @@ def _value_size() -> int:
     return contract.CLASS_COUNTERS.size * libbpf.possible_cpus()
 
 
+class WrongShape(OSError):
+    """The map at the counters pin is not the contract's counters map (its
+    value is not one struct xdpctl_class_counters per CPU): read nothing."""
+
+
 def read_fd(fd: int) -> Counters:
+    # The buffers are sized from the contract; a map of another shape (state
+    # of another ABI that slipped past the meta check) would be misread.
+    info = libbpf.map_info(fd)
+    if (info.key_size, info.value_size) != (_KEY.size, contract.CLASS_COUNTERS.size):
+        raise WrongShape(f"the counters map holds {info.value_size}-byte values, not the "
+                         f"{contract.CLASS_COUNTERS.size} bytes of ABI {contract.ABI_VERSION}'s "
+                         f"{len(contract.VERDICTS)} verdicts")
     return decode(libbpf.map_lookup_batch(fd, _KEY.size, _value_size(), len(contract.CLASSES)))
 
 
@@ -77,7 +89,9 @@ def read_fd(fd: int) -> Counters:
 
 PIN_BASELINE = "baseline"  # user space's own map: the program never reads it
 _HIT = 1 << 31  # baseline keys: a class index, or _HIT | a rule's hits slot
-_BASE = struct.Struct("<QQQQ")  # pass packets, bytes, drop packets, bytes (hits: the first two)
+# Packets and bytes per verdict, in contract.VERDICTS's order (hits: the first two).
+_BASE = struct.Struct("<" + "QQ" * len(contract.VERDICTS))
+_NO_BASE = (0,) * (2 * len(contract.VERDICTS))
 _BASELINE_ENTRIES = len(contract.CLASSES) + 2 * contract.MAX_RULES
 
 Hits = dict[int, tuple[int, int]]  # slot -> (packets, bytes)
@@ -85,7 +99,7 @@ Hits = dict[int, tuple[int, int]]  # slot -> (packets, bytes)
 
 @dataclass
 class Baseline:
-    classes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     hits: Hits = field(default_factory=dict)
 
 
@@ -113,7 +127,7 @@ def since(counters: Counters, base: Baseline) -> Counters:
     """The counts above the baseline."""
     out = empty()
     for cls, per in counters.items():
-        b = base.classes.get(cls, (0, 0, 0, 0))
+        b = base.classes.get(cls, _NO_BASE)
         for v, verdict in enumerate(contract.VERDICTS):
             out[cls][verdict] = {"packets": per[verdict]["packets"] - b[2 * v],
                                  "bytes": per[verdict]["bytes"] - b[2 * v + 1]}
@@ -158,7 +172,7 @@ def write_baseline(directory: str, counters: Counters, hits: Hits) -> None:
         values.append(_BASE.pack(*(per[v][n] for v in contract.VERDICTS for n in ("packets", "bytes"))))
     for slot, (p, b) in hits.items():
         keys.append(_KEY.pack(_HIT | slot))
-        values.append(_BASE.pack(p, b, 0, 0))
+        values.append(_BASE.pack(p, b, *_NO_BASE[2:]))
     fd = _baseline_fd(directory)
     try:
         libbpf.map_update_batch(fd, b"".join(keys), b"".join(values), len(keys))

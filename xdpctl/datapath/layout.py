@@ -22,6 +22,13 @@ KIND_NAMES = tuple(name for name, _ in contract.KINDS)
 TRIE_NAMES = tuple(name for name, _ in contract.TRIES)
 TRIE_BIT = dict(contract.TRIES)
 KIND_BIT = dict(contract.KINDS)
+# The actions beyond pass and drop: their -D switch (action_kern.h) and
+# their name in messages, in XDPCTL_ACTS_* bit order.
+ACTION_SWITCHES = (
+    (contract.ACTS_REDIRECT, "XDPCTL_REDIRECT_DEV", "redirect-to"),
+    (contract.ACTS_CPU, "XDPCTL_REDIRECT_CPU", "redirect-cpu"),
+    (contract.ACTS_TX, "XDPCTL_TX", "tx"),
+)
 
 # Field-indexed arrays (kind, member, entries), in struct order.
 VALUE_ARRAYS = (
@@ -85,6 +92,7 @@ class Needs:
     caps: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
     depths: dict[str, int] = field(default_factory=dict)
+    actions: int = 0  # contract.ACTS_*: the actions beyond pass and drop the rules use
 
 
 def depth_for(prefix_len: int) -> int:
@@ -103,6 +111,7 @@ class Layout:
     caps: tuple[int, ...] = (0,) * contract.NKINDS
     nodes: tuple[int, ...] = (0,) * contract.NTRIES
     depths: tuple[int, ...] = (0,) * contract.NTRIES
+    actions: int = 0  # contract.ACTS_* compiled in (bpf/action_kern.h)
 
     # -- views ----------------------------------------------------------------
 
@@ -135,7 +144,8 @@ class Layout:
         (the hits map's slots), and how many of them may be general."""
         kinds = ",".join(name.lower() for name in KIND_NAMES if self.has_kind(name)) or "none"
         general = f", {self.words * 64} general" if self.words else ""
-        return f"kinds {kinds}, {self.slots} rules{general}"
+        actions = ",".join(name for bit, _, name in ACTION_SWITCHES if self.actions & bit)
+        return f"kinds {kinds}, {self.slots} rules{general}" + (f", actions {actions}" if actions else "")
 
     def defines(self) -> list[tuple[str, str | None]]:
         """The -D flags of this layout (none without a rule engine)."""
@@ -152,8 +162,10 @@ class Layout:
         ]
         if self.words:
             out.append(("XDPCTL_GENERAL", None))
-        if self.kinds & L4_KINDS:
+        # The flow hash of redirect --to reads the ports, as port matches do.
+        if self.kinds & L4_KINDS or self.actions & contract.ACTS_REDIRECT:
             out.append(("XDPCTL_NEED_L4", None))
+        out += [(switch, None) for bit, switch, _ in ACTION_SWITCHES if self.actions & bit]
         for name in KIND_NAMES:
             if self.has_kind(name):
                 out += [(f"XDPCTL_USE_{name}", None), (f"XDPCTL_CAP_{name}", str(self.cap(name)))]
@@ -200,7 +212,7 @@ class Layout:
 
     def pack(self) -> tuple[int, ...]:
         return (self.tag, self.tries, self.words, self.decisions, self.slots, *self.caps, *self.nodes,
-                *self.depths, 0)
+                *self.depths, self.actions)
 
     @classmethod
     def unpack(cls, values: tuple[int, ...]) -> "Layout":
@@ -209,8 +221,9 @@ class Layout:
         caps = tuple(values[5 : 5 + k])
         nodes = tuple(values[5 + k : 5 + k + t])
         depths = tuple(values[5 + k + t : 5 + k + 2 * t])
+        actions = values[5 + k + 2 * t]
         kinds = sum(bit for (name, bit), cap in zip(contract.KINDS, caps) if cap)
-        return cls(tag, kinds, tries, words, decisions, slots, caps, nodes, depths)
+        return cls(tag, kinds, tries, words, decisions, slots, caps, nodes, depths, actions)
 
     # -- growth -----------------------------------------------------------------
 
@@ -219,7 +232,7 @@ class Layout:
             return True  # no rules: any layout serves
         if not self.engine:
             return False
-        if needs.kinds & ~self.kinds or needs.tries & ~self.tries:
+        if needs.kinds & ~self.kinds or needs.tries & ~self.tries or needs.actions & ~self.actions:
             return False
         if needs.general and self.words * 64 < needs.general:
             return False
@@ -261,4 +274,5 @@ class Layout:
             caps=caps,
             nodes=nodes,
             depths=depths,
+            actions=self.actions | needs.actions,
         )

@@ -14,7 +14,10 @@ adds variants by itself:
   1000` builds), over two, and at the largest sizes the limits allow
   (contract.MAX_GENERAL general rules: four summary words; contract.MAX_RULES
   decisions and hit slots; IPv6 tries down to /128), with every option;
-- the largest block list: contract.MAX_RULES plain prefixes of both kinds.
+- the largest block list: contract.MAX_RULES plain prefixes of both kinds;
+- each action beyond pass and drop (contract.ACTS) alone, with the smallest
+  rule engine (one protocol match), all of them together, and all of them
+  with every kind and option at the largest sizes.
 
 Class-record capacities and trie blocks only set the masks of the same
 code, so the largest variants keep them at a size whose tables fit in memory
@@ -27,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from . import contract
-from .layout import KIND_BIT, KIND_NAMES, TRIE_BIT, TRIE_NAMES, Layout, Needs, depth_for, tier
+from .layout import ACTION_SWITCHES, KIND_BIT, KIND_NAMES, TRIE_BIT, TRIE_NAMES, Layout, Needs, depth_for, tier
 from .program import FilterOptions, describe_variant
 
 TABLE_BUDGET = 40 << 20  # bytes of one generation's tables in the largest variants
@@ -140,5 +143,12 @@ def variants() -> list[Variant]:
     prefix_tries = sum(TRIE_BIT[t] for k in PREFIX_KINDS for _, t in KIND_TRIES[k])
     block = _layout(prefix_bits, prefix_tries, 0, contract.MAX_RULES, _full_depths())
     add("blocklist-largest", _within_budget(block))
+
+    every_action = sum(bit for _, bit in contract.ACTS)
+    small = _layout(KIND_BIT["PROTO"], 0, 1, 1)
+    for bit, _, name in ACTION_SWITCHES:
+        add(f"action-{name}", replace(small, actions=bit))
+    add("actions-all", replace(small, actions=every_action))
+    add("all-kinds-all-actions-largest", replace(_within_budget(largest), actions=every_action), every_option)
     return out
 

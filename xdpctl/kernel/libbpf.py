@@ -196,6 +196,8 @@ BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
 BPF_F_NO_PREALLOC = 1 << 0  # a hash whose updates replace elements whole (RCU)
 BPF_F_MMAPABLE = 1 << 10  # an array user space can mmap
+BPF_MAP_TYPE_DEVMAP = 14  # redirect targets: index -> ifindex
+BPF_MAP_TYPE_CPUMAP = 16  # redirect CPUs: CPU -> queue size
 
 
 class _MapCreateOpts(ctypes.Structure):

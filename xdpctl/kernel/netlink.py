@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from pyroute2 import IPRoute, netns
+from pyroute2.netlink import NLM_F_REQUEST, genlmsg
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket
 
 from .. import validate
 from ..errors import (
@@ -67,6 +69,15 @@ class Xdp:
     prog_ids: dict[str, int]
 
 
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000  # the carrier: for a veth, its peer is up too
+
+# The netdev generic netlink family (Linux 6.3 and newer): what XDP a
+# device supports (NETDEV_A_DEV_XDP_FEATURES, enum netdev_xdp_act).
+NETDEV_CMD_DEV_GET = 1
+NETDEV_XDP_ACT_NDO_XMIT = 1 << 2  # it can transmit frames redirected to it
+
+
 @dataclass(frozen=True)
 class Link:
     ifindex: int
@@ -74,6 +85,15 @@ class Link:
     mtu: int
     kind: str
     xdp: Xdp | None
+    flags: int = 0  # IFF_*
+
+    @property
+    def up(self) -> bool:
+        return bool(self.flags & IFF_UP)
+
+    @property
+    def carrier(self) -> bool:
+        return bool(self.flags & IFF_LOWER_UP)
 
 
 def _name(raw) -> str:
@@ -105,6 +125,7 @@ def _decode_link(msg) -> Link:
         mtu=msg.get_attr("IFLA_MTU") or 0,
         kind=kind,
         xdp=xdp,
+        flags=msg["flags"] or 0,
     )
 
 
@@ -150,6 +171,7 @@ class Netlink:
     """An rtnetlink socket in the current (or a named) network namespace."""
 
     def __init__(self, namespace: str | None = None):
+        self._namespace = namespace
         try:
             if namespace is not None:
                 if not os.path.exists(_netns_path(namespace)):
@@ -196,6 +218,12 @@ class Netlink:
     def links(self) -> list[Link]:
         return sorted((_decode_link(m) for m in self._ipr.get_links()), key=lambda l: l.ifindex)
 
+    def xdp_features(self, ifindex: int) -> int | None:
+        """What XDP an interface of this socket's namespace supports (see
+        the module's xdp_features)."""
+        with in_netns(self._namespace):
+            return xdp_features(ifindex)
+
     def ipv4_addresses(self, ifindex: int) -> list[str]:
         return [m.get_attr("IFA_ADDRESS") for m in self._ipr.get_addr(family=2, index=ifindex)]
 
@@ -237,14 +265,19 @@ class Netlink:
     def _peer(self, link: Link) -> tuple[str, int] | None:
         """(name, MTU) of a veth's peer, in whichever namespace it is; None
         when the kernel does not say."""
+        peer = self.peer(link)
+        return (peer.ifname, peer.mtu) if peer is not None else None
+
+    def peer(self, link: Link) -> Link | None:
+        """A veth's peer (its XDP program too), in whichever namespace it
+        is; None when the kernel does not say."""
         try:
             msg = self._ipr.get_links(link.ifindex)[0]
             index, nsid = msg.get_attr("IFLA_LINK"), msg.get_attr("IFLA_LINK_NETNSID")
             if not index:
                 return None
             where = {} if nsid is None else {"IFLA_IF_NETNSID": nsid}  # the peer's namespace
-            peer = self._ipr.link("get", index=index, **where)[0]
-            return _name(peer.get_attr("IFLA_IFNAME")), peer.get_attr("IFLA_MTU")
+            return _decode_link(self._ipr.link("get", index=index, **where)[0])
         except (NetlinkError, OSError, IndexError):
             return None
 
@@ -332,6 +365,60 @@ class Netlink:
             state=0x80,  # NUD_PERMANENT: never resolved, so no ARP or NS
             family=10 if ip.version == 6 else 2,
         )
+
+
+class _netdev_msg(genlmsg):
+    """The netdev family's device messages (include/uapi/linux/netdev.h)."""
+
+    prefix = "NETDEV_A_DEV_"
+    nla_map = (
+        ("NETDEV_A_DEV_UNSPEC", "none"),
+        ("NETDEV_A_DEV_IFINDEX", "uint32"),
+        ("NETDEV_A_DEV_PAD", "none"),
+        ("NETDEV_A_DEV_XDP_FEATURES", "uint64"),
+    )
+
+
+class _AsyncNetdevSocket(AsyncGenericNetlinkSocket):
+    module_err_level = "debug"  # a kernel without the family is an answer, not an error to log
+
+
+class _NetdevSocket(GenericNetlinkSocket):
+    async_class = _AsyncNetdevSocket
+
+
+def xdp_features(ifindex: int) -> int | None:
+    """What XDP an interface of this namespace supports (NETDEV_XDP_ACT_*
+    bits), or None where the kernel cannot say (before Linux 6.3, which has
+    no netdev family)."""
+    try:
+        sock = _NetdevSocket()
+    except OSError as exc:
+        raise KernelError(f"cannot open a generic netlink socket: {exc.strerror or exc}") from exc
+    try:
+        try:
+            sock.bind("netdev", _netdev_msg)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENOENT, errno.ENOTSUP, errno.EOPNOTSUPP):
+                return None
+            raise KernelError(f"cannot ask the kernel about interface {ifindex}: {exc}") from exc
+        msg = _netdev_msg()
+        msg["cmd"] = NETDEV_CMD_DEV_GET
+        msg["version"] = 1
+        msg["attrs"].append(("NETDEV_A_DEV_IFINDEX", ifindex))
+        try:
+            replies = list(sock.nlm_request(msg, msg_type=sock.prid, msg_flags=NLM_F_REQUEST))
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                raise InterfaceNotFound(f"ifindex {ifindex}") from exc
+            raise KernelError(f"cannot ask the kernel about interface {ifindex}: {exc}") from exc
+        for reply in replies:
+            features = reply.get_attr("NETDEV_A_DEV_XDP_FEATURES")
+            if features is not None:
+                return features
+        return None
+    finally:
+        sock.close()
 
 
 @contextlib.contextmanager

@@ -9,9 +9,13 @@ interface fails, the ones already changed are put back as they were.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
+from ..datapath import contract
 from ..kernel import privileges
-from ..rules.config_file import ConfigFile, dump
+from ..rules.config_file import ConfigFile, InterfaceConfig, dump
+from ..rules.model import file_label
+from . import steering
 from .deploy import Current, check_mode, deploy
 from ..errors import BadInput, ForeignProgram, InterfaceNotFound, ModeError, XdpctlError
 from ..rules.plan import InterfacePlan, plan_interface
@@ -37,7 +41,7 @@ def plans(app, config: ConfigFile) -> tuple[list[tuple[object, Current | None, I
         except ModeError as exc:
             raise BadInput(f"{config.path}:{want.line}: {exc}") from None
         current = Current.read(target) if target.ours else None
-        out.append((target, current, plan_interface(want, current)))
+        out.append((target, current, plan_interface(_resolved(app, config, want), current)))
     named = set(config.interfaces)
     notes = []
     for att in app.state.attachments(app.netns_ino):
@@ -45,6 +49,24 @@ def plans(app, config: ConfigFile) -> tuple[list[tuple[object, Current | None, I
         if link is not None and link.ifname not in named:
             notes.append(f"{link.ifname}: not in the file; left as it is (`xdpctl detach {link.ifname}` removes it)")
     return out, notes
+
+
+STEERING = (contract.ACTION_REDIRECT, contract.ACTION_REDIRECT_CPU, contract.ACTION_TX)
+
+
+def _resolved(app, config: ConfigFile, want: InterfaceConfig) -> InterfaceConfig:
+    """want with its redirect targets found on the machine (name and
+    ifindex) and checked, as `rule add` checks them; FILE:LINE on a problem."""
+    specs = []
+    for spec in want.rules:
+        if spec.action in STEERING:
+            try:
+                spec = dataclasses.replace(spec, steer=steering.resolve(app, want.name, spec.action, spec.steer,
+                                                                        file_label, want.mode))
+            except BadInput as exc:
+                raise BadInput(f"{config.path}:{spec.line}: {exc}") from None
+        specs.append(spec)
+    return dataclasses.replace(want, rules=specs)
 
 
 def apply(app, config: ConfigFile, dry_run: bool = False) -> tuple[list[InterfacePlan], list[str]]:

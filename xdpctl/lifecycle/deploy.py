@@ -37,9 +37,9 @@ from ..errors import BpffsMissing, ForeignProgram, KernelError, ModeError, Xdpct
 from ..datapath.layout import Layout
 from ..kernel.netlink import AlreadyAttached
 from ..datapath.program import FilterOptions, filter_program
-from . import namespaces, recovery, signals
+from . import namespaces, recovery, signals, steering
 from .recovery import PIN_PROG_NEW, aside_path, drop_unused_pins
-from ..rules.model import Rule
+from ..rules.model import Rule, unpack_targets
 from ..rules.tables import build
 from .target import Target, prog_name
 
@@ -85,7 +85,8 @@ class Current:
                         f"removes it, `xdpctl clean` stops managing it")
             gen, _count, next_id, next_seq = engine.read_config(config)
             stored = engine.read_rules_raw(target.att.pin(contract.PIN_RULES))
-            rules = [Rule.unpack(raw) for raw in stored[gen].values()]
+            targets = engine.read_targets_raw(str(target.att.path))[gen]
+            rules = [Rule.unpack(raw, targets.get(rule_id)) for rule_id, raw in stored[gen].items()]
             inactive = stored[1 - gen]
         return cls(FilterOptions.from_bits(meta.options), meta.mode_name, layout, gen, rules, next_id, next_seq,
                    inactive)
@@ -120,7 +121,7 @@ def deploy(app, target: Target, *, mode: str, options: FilterOptions, rules: lis
             and current.layout.fits(built.needs):
         if current.layout.engine:
             try:
-                _write_and_flip(att, current.layout, current, built, rules, next_id, next_seq)
+                _write_and_flip(app, att, current.layout, current, built, rules, next_id, next_seq)
             except (XdpctlError, OSError) as exc:
                 _check_bpffs(app, target.ifname, False, exc)
                 raise
@@ -147,19 +148,21 @@ def _check_bpffs(app, ifname: str, committed: bool, exc: BaseException) -> None:
         "xdpctl still knows") from exc
 
 
-def _write_and_flip(att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
+def _write_and_flip(app, att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
                     next_seq: int) -> None:
     """Write the inactive generation, then flip to it (the commit point)."""
-    _write_inactive(att, layout, current, built, rules)
+    _write_inactive(app, att, layout, current, built, rules)
     engine.write_config(att.pin(contract.PIN_CONFIG), 1 - current.gen, len(rules), next_id, next_seq)
+    steering.after_flip(str(att.path), layout, rules)
 
 
-def _write_inactive(att, layout: Layout, current: Current, built, rules: list[Rule]) -> None:
+def _write_inactive(app, att, layout: Layout, current: Current, built, rules: list[Rule]) -> None:
     """Write rules and tables into the generation no program reads (the
     inactive one of layout's tables); nothing changes until the flip."""
     new = 1 - current.gen
     engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
     engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
+    _write_steering(app, att, layout, new, rules)
     # A rule new to the interface (an id never given before) may take the slot
     # of a rule deleted earlier: its hits start at zero. A rule that comes back
     # with its own id (a failed apply putting back what it removed) keeps its
@@ -167,6 +170,16 @@ def _write_inactive(att, layout: Layout, current: Current, built, rules: list[Ru
     active = {r.slot for r in current.rules}
     fresh = {r.slot for r in rules if r.id >= current.next_id}
     engine.zero_hits(att.pin(layout.pin_hits()), sorted(fresh - active))
+
+
+def _write_steering(app, att, layout: Layout, gen: int, rules: list[Rule]) -> None:
+    """Generation gen's redirect targets: their record beside the rules, and
+    their devmap and cpumap entries (rules/actions.py, steering.py)."""
+    directory = str(att.path)
+    before = engine.read_targets_raw(directory)[gen]
+    engine.write_targets(directory, gen, rules, before)
+    if layout.actions:
+        steering.write_generation(app, directory, layout, gen, rules, [unpack_targets(raw) for raw in before.values()])
 
 
 def _swap(app, target: Target, current: Current | None, *, mode: str, options: FilterOptions, built,
@@ -203,6 +216,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
                 engine.write_tables(path, gen, build(current.rules), layout)
             else:
                 engine.write_tables(path, gen, built, layout)
+        steering.prepare(str(att.path), layout)  # the devmap and cpumap BCC opens
         loaded = compile_and_load(
             filter_program(options, str(att.path), layout),
             device=target.ifname if mode == "offload" else None,
@@ -222,13 +236,14 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         if current is None and layout.engine:
             # A first attach: the attach itself is the commit point.
             engine.write_rules(att.pin(contract.PIN_RULES), gen, rules)
+            _write_steering(app, att, layout, gen, rules)
             engine.write_config(att.pin(contract.PIN_CONFIG), gen, len(rules), next_id, next_seq)
         elif layout.engine:
             # The new rules go into the inactive generation now, where neither
             # program reads them; the flip follows the swap at once, and
             # config_flip records it, so that a kill in between settles to
             # the old program with the old rules or the new with the new.
-            _write_inactive(att, layout, current, built, rules)
+            _write_inactive(app, att, layout, current, built, rules)
             config = att.pin(contract.PIN_CONFIG)
             flip = engine.config_value(1 - gen, len(rules), next_id, next_seq)
         now = int(time.time())
@@ -257,6 +272,8 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
             faults.point("recorded")
             os.replace(att.pin(PIN_PROG_NEW), att.pin(contract.PIN_PROG))
             recovery.forget_flip(att)
+        if flip is not None:
+            steering.after_flip(str(att.path), layout, rules)  # CPUs the new rules no longer use
         if new_hits and old_layout.engine:
             time.sleep(HITS_SETTLE_S)  # the old program's last frames
             final = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)

@@ -16,7 +16,10 @@ from ..kernel import privileges
 from .deploy import Current, deploy
 from ..errors import BadInput, NotManaged, XdpctlError
 from ..datapath.layout import Layout
+from ..rules import actions
+from ..rules.actions import NO_STEER, Steer
 from ..rules.model import Match, Rule, sort_rules
+from . import steering
 from .target import Target, resolve
 
 
@@ -49,6 +52,8 @@ def check_limits(ifname: str, rules: list[Rule]) -> None:
             f"{ifname} would have {general:,} rules that match more than one prefix; xdpctl holds at most "
             f"{contract.MAX_GENERAL:,} such rules per interface (plain --src/--dst rules do not count). "
             "Nothing was changed")
+    actions.check_devmap(rules, ifname)
+    actions.check_queues(rules)
 
 
 def free_slots(rules: list[Rule], n: int) -> list[int]:
@@ -61,17 +66,20 @@ def free_slots(rules: list[Rule], n: int) -> list[int]:
     return out
 
 
-def add(app, ifname: str, action: int, match: Match, priority: int | None) -> Change:
+def add(app, ifname: str, action: int, match: Match, priority: int | None, steer: Steer = NO_STEER) -> Change:
+    """Add a rule; steer: a redirect's targets by name, or its CPU
+    (rules/actions.py), checked on the machine here (steering.resolve)."""
     privileges.require_attach(f"changing the rules of {ifname}")
     with app.state.lock():
         target = _managed(app, ifname)
+        steer = steering.resolve(app, target.ifname, action, steer, mode=target.meta.mode_name)
         current = Current.read(target)
         for r in current.rules:
-            if r.identity == (action, priority, match):
+            if r.identity == (action, priority, match, steer.key):
                 raise BadInput(f"{ifname} already has this rule (id {r.id}); nothing was changed")
         (slot,) = free_slots(current.rules, 1)
         rule = Rule(action, match, priority if priority is not None else contract.PRIORITY_DEFAULT,
-                    priority is not None, current.next_id, current.next_seq, slot)
+                    priority is not None, current.next_id, current.next_seq, slot, steer)
         rules = current.rules + [rule]
         check_limits(ifname, rules)
         outcome = deploy(app, target, mode=current.mode, options=current.options, rules=rules,

@@ -39,6 +39,17 @@ def _entry(target: Target) -> dict:
     return entry
 
 
+def steering_warnings(app, target: Target) -> list[dict]:
+    """The redirect rules of a managed interface whose targets cannot be
+    sent to now (gone, renamed, down; CPUs offline): lifecycle/steering.py."""
+    from ..datapath.layout import Layout
+    from ..lifecycle import steering
+
+    if not Layout.unpack(target.meta.layout).actions & (contract.ACTS_REDIRECT | contract.ACTS_CPU):
+        return []
+    return steering.problems(app, target.ifname, Current.read(target).rules)
+
+
 IN_FLIGHT = ("another xdpctl is changing it (it holds its namespace's lock); `xdpctl status` again shows "
              "the outcome")
 
@@ -65,6 +76,8 @@ def status(app) -> dict:
                                     f"(this one reads {contract.ABI_VERSION}); left alone"})
         if link.xdp:
             out.append(_entry(target))
+            if target.ours and (warnings := steering_warnings(app, target)):
+                out[-1]["warnings"] = warnings
         elif target.stale and not target.other_abi:
             stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
                           "reason": "xdpctl's state remains but no program is attached"})

@@ -7,6 +7,8 @@
     rules = [
       { action = "drop", src = "203.0.113.0/24", proto = "udp", dport = 53 },
       { action = "pass", src_mac = "02:00:00:00:00:01", priority = 10 },
+      { action = "redirect", to = ["eth1", "eth2"], proto = "udp" },
+      { action = "redirect", cpu = 1, proto = "tcp", dport = 443 },
     ]
 
 Rules may also be written as [[interfaces.eth0.rules]] tables. Rules
@@ -25,14 +27,15 @@ from dataclasses import dataclass, field
 from ..datapath import contract
 from .. import safe_files, validate
 from ..errors import BadInput
-from . import file_shape
-from .model import ACTIONS, MATCH_KEYS, Match, Rule, file_label, parse_match, parse_priority
+from . import actions, file_shape
+from .actions import NO_STEER, STEER_KEYS, Steer
+from .model import MATCH_KEYS, Match, Rule, file_label, parse_match, parse_priority
 
 INTERFACE_KEYS = {"mode", "policy", "drop_non_ip", "rules"}
 # A file of the most rules xdpctl holds, in the longest form, is ~30 MB; a
 # larger one is refused before it is read, rather than read into memory whole.
 MAX_FILE_BYTES = 64 << 20
-RULE_KEYS = {"action", "priority", *MATCH_KEYS}
+RULE_KEYS = {"action", "priority", *MATCH_KEYS, *STEER_KEYS}
 MODES = tuple(contract.MODES)
 
 
@@ -42,10 +45,11 @@ class RuleSpec:
     match: Match
     priority: int | None
     line: int
+    steer: Steer = NO_STEER  # redirect targets by name (resolved by lifecycle/apply.py)
 
     @property
     def identity(self) -> tuple:
-        return (self.action, self.priority, self.match)
+        return (self.action, self.priority, self.match, self.steer.key)
 
 
 @dataclass
@@ -225,6 +229,7 @@ def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
                 fail(line, f"duplicate rule: the same as line {seen[spec.identity]}")
             seen[spec.identity] = line
             iface.rules.append(spec)
+        _check_steering(iface, fail)
         general = [spec.line for spec in iface.rules if not spec.match.plain]
         if len(general) > contract.MAX_GENERAL:
             fail(general[contract.MAX_GENERAL],
@@ -234,6 +239,28 @@ def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
     return ConfigFile(path, out)
 
 
+def _check_steering(iface: InterfaceConfig, fail) -> None:
+    """What holds between an interface's redirect rules: one queue per CPU,
+    and their targets within the devmap's share of one generation."""
+    queues: dict[int, RuleSpec] = {}
+    groups: set = set()
+    entries = 0
+    for spec in iface.rules:
+        cpu = spec.steer.cpu
+        if cpu is not None:
+            first = queues.setdefault(cpu, spec)
+            if first.steer.queue_size != spec.steer.queue_size:
+                fail(spec.line, f"CPU {cpu} already takes frames with queue {first.steer.queue_size} (line "
+                     f"{first.line}); a CPU has one queue: give the same queue (or none, for "
+                     f"{contract.QUEUE_DEFAULT})")
+        if spec.steer.to and spec.steer.to not in groups:
+            groups.add(spec.steer.to)
+            entries += len(spec.steer.to)
+            if entries > contract.DEVMAP_GEN:
+                fail(spec.line, f"more than {contract.DEVMAP_GEN:,} redirect targets for {iface.name} (distinct "
+                     "target lists, each counted whole), the most xdpctl holds per interface")
+
+
 def _rule(item, line: int, fail) -> RuleSpec:
     if not isinstance(item, dict):
         fail(line, "a rule must be a table: { action = \"drop\", src = \"203.0.113.0/24\" }")
@@ -241,11 +268,12 @@ def _rule(item, line: int, fail) -> RuleSpec:
     if unknown:
         fail(line, f"unknown rule key {sorted(unknown)[0]!r}; known: {', '.join(sorted(RULE_KEYS))}")
     if "action" not in item:
-        fail(line, "a rule needs an action: pass or drop")
+        fail(line, f"a rule needs an action: {', '.join(actions.ACTIONS)}")
     try:
-        if not isinstance(item["action"], str) or item["action"] not in ACTIONS:
-            raise BadInput(f"action {item['action']!r} is not pass or drop")
-        action = ACTIONS[item["action"]]
+        if not isinstance(item["action"], str) or item["action"] not in actions.ACTIONS:
+            raise BadInput(f"action {item['action']!r} is not one of: {', '.join(actions.ACTIONS)}")
+        action, steer = actions.parse(item["action"], item.get("to"), item.get("cpu"), item.get("queue"),
+                                      file_label)
         priority = parse_priority(item["priority"], "priority") if "priority" in item else None
         values = {k: v for k, v in item.items() if k in MATCH_KEYS}
         for k, v in values.items():
@@ -254,7 +282,7 @@ def _rule(item, line: int, fail) -> RuleSpec:
         match = parse_match(values, file_label)
     except BadInput as exc:
         fail(line, str(exc))
-    return RuleSpec(action, match, priority, line)
+    return RuleSpec(action, match, priority, line, steer)
 
 
 # --- writing -------------------------------------------------------------------
@@ -296,6 +324,12 @@ def dump(interfaces: list[tuple[str, str, str, bool, list[Rule]]]) -> str:
             for r in rules:
                 d = r.describe()
                 parts = [f"action = {_toml_value(d['action'])}"]
+                if r.steer.to:
+                    parts.append("to = [" + ", ".join(_toml_value(t.name) for t in r.steer.to) + "]")
+                elif r.steer.cpu is not None:
+                    parts.append(f"cpu = {r.steer.cpu}")
+                    if r.steer.queue_size != contract.QUEUE_DEFAULT:
+                        parts.append(f"queue = {r.steer.queue_size}")
                 parts += [f"{k} = {_toml_value(v)}" for k, v in d["match"].items()]
                 if r.priority_set:
                     parts.append(f"priority = {r.priority}")

@@ -107,7 +107,64 @@ def read_rules_raw(path: str) -> tuple[dict[int, bytes], dict[int, bytes]]:
 
 
 def read_rules(path: str, gen: int) -> list[Rule]:
-    return [Rule.unpack(raw) for raw in read_rules_raw(path)[gen].values()]
+    targets = read_targets_raw(os.path.dirname(path))[gen]
+    return [Rule.unpack(raw, targets.get(rule_id)) for rule_id, raw in read_rules_raw(path)[gen].items()]
+
+
+# --- the targets of redirect --to rules ---------------------------------------------
+# A map of user space's own beside the rules (the program never reads it):
+# (generation, rule id) -> struct xdpctl_targets, made with the first such rule.
+
+_TARGETS_ENTRIES = 2 * contract.MAX_RULES
+
+
+def read_targets_raw(directory: str) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    """Both generations' redirect targets as stored: rule id -> struct xdpctl_targets."""
+    out: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
+    try:
+        with libbpf.opened(os.path.join(directory, contract.PIN_TARGETS)) as fd:
+            entries = libbpf.map_lookup_batch(fd, contract.RULE_KEY.size, contract.TARGETS.size, _TARGETS_ENTRIES)
+    except FileNotFoundError:
+        return out
+    for key, value in entries:
+        g, rule_id = contract.RULE_KEY.unpack(key)
+        out[g & 1][rule_id] = value
+    return out
+
+
+def _targets_fd(directory: str) -> int:
+    path = os.path.join(directory, contract.PIN_TARGETS)
+    try:
+        return libbpf.obj_get(path)
+    except FileNotFoundError:
+        pass
+    fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_HASH, "xdpctl_targets", contract.RULE_KEY.size,
+                           contract.TARGETS.size, _TARGETS_ENTRIES, libbpf.BPF_F_NO_PREALLOC)
+    try:
+        libbpf.obj_pin(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_targets(directory: str, gen: int, rules: list[Rule], stored: dict[int, bytes] | None = None) -> None:
+    """Make generation gen's redirect targets exactly those of rules (only
+    the difference is written; the map is made with the first)."""
+    if stored is None:
+        stored = read_targets_raw(directory)[gen]
+    packed = {r.id: raw for r in rules if (raw := r.pack_targets()) is not None}
+    gone = [rule_id for rule_id in stored if rule_id not in packed]
+    changed = [(rule_id, raw) for rule_id, raw in packed.items() if stored.get(rule_id) != raw]
+    if not gone and not changed:
+        return
+    fd = _targets_fd(directory)
+    try:
+        libbpf.map_delete_batch(fd, b"".join(contract.RULE_KEY.pack(gen, i) for i in gone), len(gone))
+        libbpf.map_update_batch(fd, b"".join(contract.RULE_KEY.pack(gen, i) for i, _ in changed),
+                                b"".join(raw for _, raw in changed), len(changed))
+    finally:
+        os.close(fd)
 
 
 # struct xdpctl_rule opens with id, seq and slot (u32 each).

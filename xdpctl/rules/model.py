@@ -13,9 +13,12 @@ from dataclasses import dataclass, field, replace
 
 from ..datapath import contract
 from ..errors import BadInput
+from . import actions
+from .actions import NO_STEER, Steer, Target
 
+# The filtering actions; redirect and tx (rules/actions.py) steer frames too.
 ACTIONS = {"pass": contract.ACTION_PASS, "drop": contract.ACTION_DROP}
-ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
+ACTION_NAMES = actions.ACTION_NAMES
 
 PROTOCOLS = {"icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,
              "icmpv6": 58, "sctp": 132}
@@ -346,6 +349,7 @@ class Rule:
     id: int = 0
     seq: int = 0
     slot: int = 0
+    steer: Steer = NO_STEER  # where a redirect sends (rules/actions.py)
 
     @property
     def order(self) -> int:
@@ -355,15 +359,17 @@ class Rule:
     @property
     def identity(self) -> tuple:
         """What makes two rules the same rule (for apply and duplicates)."""
-        return (self.action, self.priority if self.priority_set else None, self.match)
+        return (self.action, self.priority if self.priority_set else None, self.match, self.steer.key)
 
     def describe(self) -> dict:
-        return {
+        out = {
             "id": self.id,
             "priority": self.priority,
             "action": ACTION_NAMES[self.action],
             "match": self.match.describe(),
         }
+        out.update(self.steer.describe())
+        return out
 
     def with_ids(self, id: int, seq: int, slot: int) -> "Rule":
         return replace(self, id=id, seq=seq, slot=slot)
@@ -381,19 +387,31 @@ class Rule:
             flags |= contract.RULE_DST_V6
         addr = lambda n: n.network_address.packed if n is not None else b""  # noqa: E731
         mac = lambda v: v.to_bytes(6, "big") if v is not None else b""  # noqa: E731
+        s = self.steer
         return contract.RULE.pack(
             self.id, self.seq, self.slot, m.kinds, self.priority, self.action, flags,
             m.src.prefixlen if m.src is not None else 0, m.dst.prefixlen if m.dst is not None else 0,
             m.proto or 0, *(m.tcp_flags or (0, 0)), m.icmp_type or 0, m.icmp_code or 0, 0,
             *(m.sport or (0, 0)), *(m.dport or (0, 0)), m.vlan or 0, m.ethertype or 0,
             addr(m.src), addr(m.dst), mac(m.src_mac), mac(m.dst_mac),
+            s.cpu or 0, len(s.to), 0, s.queue_size or 0,
         )
 
+    def pack_targets(self) -> bytes | None:
+        """struct xdpctl_targets of a redirect --to rule (the targets map), else None."""
+        if not self.steer.to:
+            return None
+        names = [t.name.encode(errors="surrogateescape") for t in self.steer.to]
+        pad = contract.MAX_TARGETS - len(names)
+        return contract.TARGETS.pack(*self.steer.ifindexes, *(0,) * pad, *names, *(b"",) * pad)
+
     @classmethod
-    def unpack(cls, raw: bytes) -> "Rule":
+    def unpack(cls, raw: bytes, targets: bytes | None = None) -> "Rule":
+        """A rule from struct xdpctl_rule, and for a redirect --to rule its
+        struct xdpctl_targets (from the targets map)."""
         (id_, seq, slot, kinds, priority, action, flags, src_len, dst_len, proto, tcp_set, tcp_clear,
          icmp_type, icmp_code, _pad, sport_lo, sport_hi, dport_lo, dport_hi, vlan, ethertype,
-         src, dst, src_mac, dst_mac) = contract.RULE.unpack(raw[: contract.RULE.size])
+         src, dst, src_mac, dst_mac, cpu, ntargets, _pad1, queue) = contract.RULE.unpack(raw[: contract.RULE.size])
         has = lambda k: bool(kinds & k)  # noqa: E731
 
         def net(raw_addr: bytes, plen: int, v6: bool) -> Network:
@@ -415,8 +433,26 @@ class Rule:
             icmp_type=icmp_type if has(contract.KIND_ICMP) else None,
             icmp_code=icmp_code if flags & contract.RULE_ICMP_CODE else None,
         )
+        steer = NO_STEER
+        if action == contract.ACTION_REDIRECT_CPU:
+            steer = Steer(cpu=cpu, queue=queue)
+        elif action == contract.ACTION_REDIRECT:
+            steer = Steer(to=unpack_targets(targets or bytes(contract.TARGETS.size), ntargets))
         return cls(action=action, match=m, priority=priority,
-                   priority_set=bool(flags & contract.RULE_PRIORITY_SET), id=id_, seq=seq, slot=slot)
+                   priority_set=bool(flags & contract.RULE_PRIORITY_SET), id=id_, seq=seq, slot=slot,
+                   steer=steer)
+
+
+def unpack_targets(raw: bytes, count: int | None = None) -> tuple[Target, ...]:
+    """The targets in a struct xdpctl_targets: the first count, or (count
+    None) every one with a name."""
+    values = contract.TARGETS.unpack(raw[: contract.TARGETS.size])
+    names = values[contract.MAX_TARGETS:]
+    if count is None:
+        count = sum(1 for n in names if n.strip(b"\0"))
+    count = min(count, contract.MAX_TARGETS)
+    return tuple(Target(name.split(b"\0", 1)[0].decode(errors="surrogateescape") or f"if{index}", index)
+                 for index, name in zip(values[:count], names[:count]))
 
 
 def sort_rules(rules) -> list[Rule]:

@@ -15,7 +15,8 @@ from .model import Rule, sort_rules
 
 def _text(rule) -> str:
     d = rule.describe()
-    words = [d["action"]] + [f"{k} {v}" for k, v in d["match"].items()]
+    words = [d["action"]] + ([rule.steer.words()] if rule.steer.words() else [])
+    words += [f"{k} {v}" for k, v in d["match"].items()]
     if rule.priority_set:
         words.append(f"priority {rule.priority}")
     return " ".join(words)
@@ -54,7 +55,7 @@ def plan_interface(want: InterfaceConfig, current) -> InterfacePlan:
         else:
             rule = Rule(spec.action, spec.match,
                         spec.priority if spec.priority is not None else contract.PRIORITY_DEFAULT,
-                        spec.priority is not None, next_id, seq, next(free))
+                        spec.priority is not None, next_id, seq, next(free), spec.steer)
             next_id += 1
             rules.append(rule)
             added.append(rule)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..datapath import contract
 from ..datapath.layout import KIND_BIT, TRIES, VALUE_ARRAYS, Layout, Needs, depth_for
+from . import actions
 from .model import Rule, sort_rules
 
 _VALUE_ENTRIES = {kind: entries for kind, _, entries in VALUE_ARRAYS}
@@ -278,6 +279,7 @@ class Built:
     wildcards: dict[str, int] = field(default_factory=dict)  # per kind: general rules not using it
     primaries: dict[str, int] = field(default_factory=dict)  # per kind: rules it is the primary kind of
     anywhere: int = 0  # general rules with no match at all
+    devmap: dict[tuple, int] = field(default_factory=dict)  # redirect --to target lists: devmap offsets
 
     def tables(self, layout: Layout) -> bytes:
         """struct xdpctl_tables for layout (which must fit self.needs)."""
@@ -328,7 +330,9 @@ class Built:
         s = sections["decision"]
         offset = s.offset
         for rule in self.general + self.plain:
-            out[offset : offset + contract.DECISION.size] = contract.DECISION.pack(rule.order, rule.slot, rule.action)
+            targets, target = actions.decision_steer(rule, self.devmap)
+            out[offset : offset + contract.DECISION.size] = contract.DECISION.pack(
+                rule.order, rule.slot, rule.action, targets, target)
             offset += contract.DECISION.size
 
     @property
@@ -445,6 +449,7 @@ def build(rules: list[Rule]) -> Built:
         caps=caps,
         nodes=nodes,
         depths=depths,
+        actions=actions.acts(ordered),
     )
     wildcards = {name: wildcard(bit) for name, bit in contract.KINDS if kinds & bit}
     primaries: dict[str, int] = {}
@@ -455,5 +460,6 @@ def build(rules: list[Rule]) -> Built:
             anywhere |= 1 << pos
         else:
             primaries[kind] = primaries.get(kind, 0) | 1 << pos
-    return Built(general, plain, values, prefixes, needs, wildcards, primaries, anywhere)
+    return Built(general, plain, values, prefixes, needs, wildcards, primaries, anywhere,
+                 actions.devmap_offsets(ordered))
 
