@@ -350,7 +350,6 @@ def test_redirect_cpu_delivers_to_a_socket_on_that_cpu(steering_labs):
 # --- tx ---------------------------------------------------------------------------------
 
 
-@pytest.mark.matrix
 def test_tx_sends_the_frame_back_with_the_macs_swapped(steering_labs):
     s = steering_labs(1)
     _empty_xdp_on_peer(s.src)  # the sender's veth end takes frames sent back by XDP
@@ -375,7 +374,6 @@ def test_tx_sends_the_frame_back_with_the_macs_swapped(steering_labs):
 # --- a target that goes away ---------------------------------------------------------------
 
 
-@pytest.mark.matrix
 def test_a_deleted_target_is_counted_as_aborted_and_status_names_the_rule(steering_labs):
     s = steering_labs(2)
     target = s.targets()[0]

@@ -125,13 +125,16 @@ def run_actions(rules, frames: list[bytes], options: FilterOptions, gen: int, rn
             loaded.close()
 
 
-@pytest.mark.parametrize("seed,n", [(1, 5), (2, 20), (3, 60), (4, 150), (5, 400)])
+@pytest.mark.parametrize("seed,n", [
+    pytest.param(1, 5, marks=pytest.mark.matrix), (2, 20), (3, 60), (4, 150), pytest.param(5, 400, marks=pytest.mark.matrix),
+])
 def test_random_steering_rule_sets(seed, n):
     rng = random.Random(3000 + seed)
     seen = run_actions(steering_rules(rng, n, libbpf.possible_cpus()), FRAMES, FilterOptions(), seed & 1, rng)
     assert sum(seen.values()) == len(FRAMES)
 
 
+@pytest.mark.matrix
 def test_every_verdict_occurs_and_the_options_come_first():
     """Over the seeds above the five verdicts all occur; with --drop-non-ip
     and a deny policy the options still come first."""
@@ -145,6 +148,7 @@ def test_every_verdict_occurs_and_the_options_come_first():
     assert all(seen.values()), seen
 
 
+@pytest.mark.matrix
 def test_the_flow_hash_spreads_over_every_target():
     """One rule, redirect --to over 64 targets, one present at a time: each
     frame is redirected exactly when the oracle's pick is the one present,
