@@ -15,13 +15,16 @@ def rows(report: dict) -> dict:
 
 
 def test_bench_reports_a_ratio_per_frame_against_the_empty_program(xdpctl_root):
-    report = xdpctl_root.json("bench", "--drop-non-ip", "--rounds", "2", "--repeat", "20000")
+    # One round: the median of per-round ratios is then that round's ratio,
+    # which must equal the ratio of the times (with two rounds on a busy
+    # machine, the median of ratios and the ratio of medians came apart).
+    report = xdpctl_root.json("bench", "--drop-non-ip", "--rounds", "1", "--repeat", "20000")
     assert report["program"] == {"source": "options given", "options": ["drop-non-ip"]}
     got = rows(report)
     assert set(got) == FRAMES
     for r in got.values():
         assert r["empty_ns"] > 0 and r["xdpctl_ns"] > 0
-        assert r["xdpctl_ratio"] == pytest.approx(r["xdpctl_ns"] / r["empty_ns"], rel=0.5)
+        assert r["xdpctl_ratio"] == pytest.approx(r["xdpctl_ns"] / r["empty_ns"], rel=0.01)
 
 
 def test_bench_of_an_interface_builds_its_program_with_its_rules(klab):
