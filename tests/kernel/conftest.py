@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,14 @@ from xdpctl.datapath import classify, contract
 from xdpctl.traffic import lab as labs
 from xdpctl.traffic.sender import Sender
 from xdpctl.lifecycle.state import STATE_ROOT
+
+
+# A run started as a background job of a script (`cmd &`) inherits SIGINT
+# ignored, and so would every xdpctl the tests start, where Python then
+# never raises KeyboardInterrupt: the Ctrl-C tests need it delivered, as
+# from a terminal. A Python handler here becomes SIG_DFL in each child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 pytestmark = pytest.mark.kernel
 
