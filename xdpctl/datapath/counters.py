@@ -145,21 +145,10 @@ def hits_since(hits: Hits, base: Baseline) -> Hits:
 
 def _baseline_fd(directory: str) -> int:
     """The baseline map, made and pinned on the first reset."""
-    path = os.path.join(directory, PIN_BASELINE)
-    try:
-        return libbpf.obj_get(path)
-    except FileNotFoundError:
-        pass
     # A hash without preallocation replaces an element whole (RCU), so a
     # stats that reads meanwhile sees the old baseline or the new, not a mix.
-    fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_HASH, "xdpctl_baseline", _KEY.size, _BASE.size,
-                           _BASELINE_ENTRIES, libbpf.BPF_F_NO_PREALLOC)
-    try:
-        libbpf.obj_pin(fd, path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return libbpf.pinned_map(os.path.join(directory, PIN_BASELINE), libbpf.BPF_MAP_TYPE_HASH, "xdpctl_baseline",
+                             _KEY.size, _BASE.size, _BASELINE_ENTRIES, libbpf.BPF_F_NO_PREALLOC)
 
 
 def write_baseline(directory: str, counters: Counters, hits: Hits) -> None:

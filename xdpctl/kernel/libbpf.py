@@ -228,6 +228,23 @@ def obj_pin(fd: int, path: str) -> None:
     _check(_load().bpf_obj_pin(fd, os.fsencode(path)))
 
 
+def pinned_map(path: str, map_type: int, name: str, key_size: int, value_size: int, max_entries: int,
+               flags: int = 0) -> int:
+    """The map pinned at path, made and pinned there first if there is none;
+    returns an fd the caller closes."""
+    try:
+        return obj_get(path)
+    except FileNotFoundError:
+        pass
+    fd = map_create(map_type, name, key_size, value_size, max_entries, flags)
+    try:
+        obj_pin(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def prog_bind_map(prog_fd: int, map_fd: int) -> None:
     """Make the program hold a map it does not use (BPF_PROG_BIND_MAP, Linux
     5.10): the map then lives as long as the program and is listed among its maps."""

@@ -133,19 +133,9 @@ def read_targets_raw(directory: str) -> tuple[dict[int, bytes], dict[int, bytes]
 
 
 def _targets_fd(directory: str) -> int:
-    path = os.path.join(directory, contract.PIN_TARGETS)
-    try:
-        return libbpf.obj_get(path)
-    except FileNotFoundError:
-        pass
-    fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_HASH, "xdpctl_targets", contract.RULE_KEY.size,
-                           contract.TARGETS.size, _TARGETS_ENTRIES, libbpf.BPF_F_NO_PREALLOC)
-    try:
-        libbpf.obj_pin(fd, path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return libbpf.pinned_map(os.path.join(directory, contract.PIN_TARGETS), libbpf.BPF_MAP_TYPE_HASH,
+                             "xdpctl_targets", contract.RULE_KEY.size, contract.TARGETS.size, _TARGETS_ENTRIES,
+                             libbpf.BPF_F_NO_PREALLOC)
 
 
 def write_targets(directory: str, gen: int, rules: list[Rule], stored: dict[int, bytes] | None = None) -> None:
