@@ -57,6 +57,7 @@ struct xdpctl_pkt {
 	__u16 dport;
 	__u16 l3_off;        /* l3 - l2, for the rule engine */
 	__u16 l4_off;        /* l4 - l2, for the rule engine */
+	__u8 established;    /* the reversed tuple is a live flow (set by the main file) */
 };
 
 /*
