@@ -7,6 +7,7 @@
     rules = [
       { action = "drop", src = "203.0.113.0/24", proto = "udp", dport = 53 },
       { action = "pass", src_mac = "02:00:00:00:00:01", priority = 10 },
+      { action = "pass", established = true },
     ]
 
 Rules may also be written as [[interfaces.eth0.rules]] tables. Rules
@@ -249,6 +250,8 @@ def _rule(item, line: int, fail) -> RuleSpec:
         priority = parse_priority(item["priority"], "priority") if "priority" in item else None
         values = {k: v for k, v in item.items() if k in MATCH_KEYS}
         for k, v in values.items():
+            if k == "established":  # a flag: parse_established reads it
+                continue
             if not isinstance(v, (str, int)) or isinstance(v, bool):
                 raise BadInput(f"{k} must be a string or a number, not {v!r}")
         match = parse_match(values, file_label)

@@ -15,7 +15,7 @@ from .model import Rule, sort_rules
 
 def _text(rule) -> str:
     d = rule.describe()
-    words = [d["action"]] + [f"{k} {v}" for k, v in d["match"].items()]
+    words = [d["action"]] + [k if v is True else f"{k} {v}" for k, v in d["match"].items()]
     if rule.priority_set:
         words.append(f"priority {rule.priority}")
     return " ".join(words)
