@@ -11,7 +11,7 @@ import os
 import signal
 
 ENV = "XDPCTL_TEST_KILL_AT"
-POINTS = ("pinned-new", "swapped", "recorded")
+POINTS = ("pinned-new", "swapped", "recorded", "egress-recorded", "egress-qdisc", "egress-attached")
 
 
 def point(name: str) -> None:

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from ..kernel import privileges
-from . import recovery
+from . import egress, recovery
 from ..errors import MissingCapability
 
 @dataclass
@@ -60,7 +60,7 @@ def _here(app) -> list[Leftover]:
         path = str(att.path)
         if link is None:
             found.append(Leftover(path, f"state of {name}: the interface is gone", "remove"))
-        elif recovery.unsettled(att, meta):
+        elif recovery.unsettled(att, meta) or egress.unsettled(att, meta):
             found.append(Leftover(path, f"{link.ifname}: a change interrupted midway", "settle"))
         elif meta is None:
             found.append(Leftover(path, f"{link.ifname}: state of an attach that never finished", "remove"))
@@ -118,5 +118,6 @@ def clean(app, dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
                 att = next(a for a in app.state.attachments(app.netns_ino) if str(a.path) == item.path)
                 recovery.recover(app, app.netlink.link_by_index(att.ifindex), att)
             else:
+                egress.release_path(app, item.path)  # first its TC filter, on an interface still there
                 shutil.rmtree(item.path, ignore_errors=True)
     return found, notes

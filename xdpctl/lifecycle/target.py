@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..datapath import contract
 from ..kernel import libbpf, privileges
-from . import recovery
+from . import egress, recovery
 from ..errors import InterfaceGone, InterfaceNotFound, StateVersion
 from ..kernel.netlink import Link
 from .state import Attachment
@@ -83,7 +83,8 @@ def load(app, link: Link) -> Target:
     target = Target(link, att, att.read_meta() if att.exists() else None)
     if target.other_abi:
         return target  # not this xdpctl's to settle (resolve refuses it)
-    if recovery.unsettled(att, target.meta) or recovery.leftovers(att, target.meta):
+    if recovery.unsettled(att, target.meta) or recovery.leftovers(att, target.meta) \
+            or egress.unsettled(att, target.meta):
         with app.state.lock():  # pending under the lock is a killed xdpctl's
             link = recovery.recover(app, link, att)
         target = Target(link, att, att.read_meta() if att.exists() else None)
