@@ -31,6 +31,8 @@ MATCH_OPTIONS = [
     click.option("--tcp-flags", metavar="FLAGS", help="Flags that must be set, !flag for clear: syn,!ack."),
     click.option("--icmp-type", metavar="N", help="ICMP or ICMPv6 type."),
     click.option("--icmp-code", metavar="N", help="ICMP or ICMPv6 code (with --icmp-type)."),
+    click.option("--established", is_flag=True, default=None,
+                 help="Replies to flows this host opened on the interface (a TC egress program records them)."),
 ]
 
 
@@ -102,5 +104,6 @@ def list_(app, iface, as_json):
 def describe(rule: dict) -> str:
     """'drop src 203.0.113.0/24 proto udp dport 53 priority 10'"""
     parts = [rule["action"]]
-    parts += [f"{k.replace('_', '-')} {v}" for k, v in rule["match"].items()] or ["everything"]
+    parts += [k.replace("_", "-") if v is True else f"{k.replace('_', '-')} {v}"
+              for k, v in rule["match"].items()] or ["everything"]
     return " ".join(parts) + f" (priority {rule['priority']})"
