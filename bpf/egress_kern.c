@@ -51,7 +51,7 @@ static __always_inline void xdpctl_flow_record(struct xdpctl_flow_key *key, cons
 	cfg = xdpctl_flow_cfg.lookup(&zero);
 	if (!cfg)
 		return;
-	now = bpf_ktime_get_boot_ns();
+	now = bpf_ktime_get_coarse_ns();  /* the clock of struct xdpctl_flow */
 	timeout = xdpctl_flow_timeout(pkt);
 	f = xdpctl_flows.lookup(key);
 	if (!f) {

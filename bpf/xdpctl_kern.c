@@ -112,7 +112,7 @@ static __always_inline __u64 xdpctl_flow_answer(const struct xdpctl_pkt *pkt, co
 	cfg = xdpctl_flow_cfg.lookup(&zero);
 	if (!f || !cfg)
 		return 0;
-	now = bpf_ktime_get_boot_ns();
+	now = bpf_ktime_get_coarse_ns();  /* the clock of struct xdpctl_flow */
 	if (!xdpctl_flow_live(f, cfg, now))
 		return 0;
 	f->last_seen = now;

@@ -116,7 +116,7 @@ class Flow:
     host_port: int  # the echo identifier, for ICMP
     remote: ipaddress.IPv4Address | ipaddress.IPv6Address
     remote_port: int
-    first_seen: int  # ns of CLOCK_BOOTTIME
+    first_seen: int  # ns of CLOCK_MONOTONIC(_COARSE)
     last_seen: int
     packets_in: int
     bytes_in: int

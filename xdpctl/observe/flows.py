@@ -3,8 +3,9 @@ that fills it. Read from the pins, as stats reads the counters: nothing is
 compiled, and no lock is taken unless a killed xdpctl left something to
 settle.
 
-A flow's times are the programs' (CLOCK_BOOTTIME, bpf_ktime_get_boot_ns), so
-its age and idle time are measured against the same clock here. Entries whose
+A flow's times are the programs' (CLOCK_MONOTONIC_COARSE, the last tick's
+CLOCK_MONOTONIC), so its age and idle time are measured against
+CLOCK_MONOTONIC here (a tick, a few milliseconds, at most apart). Entries whose
 timeout has passed stay in the table until the LRU map reuses them (or a
 frame out opens the flow anew); they are counted as expired, not listed.
 """
@@ -24,7 +25,7 @@ from ..lifecycle.target import Target, forget_gone, prog_name, recorded, resolve
 
 
 def now_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
 def read_table(target: Target) -> list[Flow]:
