@@ -256,15 +256,16 @@ def print_bench(report: dict) -> None:
     opts = ", ".join(report["program"]["options"]) or "count only"
     first = report["frames"][0]
     names = [k[: -len("_ratio")] for k in first if k.endswith("_ratio")]
-    table = Table(title=f"per packet, against the empty XDP program ({opts})",
+    against = "empty TC program" if "TC" in report.get("baseline", "") else "empty XDP program"
+    table = Table(title=f"per packet, against the {against} ({opts})",
                   box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     table.add_column("frame")
     table.add_column("empty", justify="right")
     for name in names:
         table.add_column(name.replace("xdpctl_", "rules ").replace("xdp_filter", "xdp-filter"), justify="right")
-    growth = [k for k in first if k.startswith("growth_")]
+    growth = [k for k in first if k.startswith("growth_") or k == "established_over_rules"]
     for g in growth:
-        table.add_column(g.replace("growth_", "growth ").replace("_to_", "->"), justify="right")
+        table.add_column(g.replace("growth_", "growth ").replace("_to_", "->").replace("_over_", "/"), justify="right")
     for r in report["frames"]:
         row = [r["frame"], f"{r['empty_ns']:.1f}ns"]
         row += [f"{r[n + '_ns']:.1f}ns {r[n + '_ratio']:.2f}x" for n in names]
