@@ -11,7 +11,10 @@ import os
 import signal
 
 ENV = "XDPCTL_TEST_KILL_AT"
-POINTS = ("pinned-new", "swapped", "recorded", "egress-recorded", "egress-qdisc", "egress-attached")
+POINTS = ("pinned-new", "swapped", "recorded")
+# Points of a change that also attaches --established's TC egress program
+# (lifecycle/egress.py), between pinned-new and swapped.
+EGRESS_POINTS = ("egress-recorded", "egress-qdisc", "egress-attached")
 
 
 def point(name: str) -> None:
