@@ -187,7 +187,8 @@ static __always_inline void xdpctl_parse_ipv6(struct xdpctl_pkt *pkt, void *data
 
 #pragma unroll
 	for (i = 0; i < XDPCTL_IPV6_EXT_MAX; i++) {
-		__u32 frag, ah, other, len;
+		__u32 frag, ah, other;
+		__u64 len;
 
 		if (!xdpctl_ipv6_is_ext(nexthdr))
 			break;
@@ -199,13 +200,15 @@ static __always_inline void xdpctl_parse_ipv6(struct xdpctl_pkt *pkt, void *data
 		 * The header's length, without a branch per header type (each
 		 * would double the paths the verifier walks, per header): the
 		 * fragment header is 8 bytes, AH (hdrlen + 2) * 4, the others
-		 * (hdrlen + 1) * 8. A fragment header with an offset (bits
-		 * 3..15 of its third and fourth bytes) marks a later fragment.
+		 * (hdrlen + 1) * 8: that is 8 + hdrlen * 4 for AH, 8 + hdrlen * 8
+		 * for the others. A fragment header with an offset (bits 3..15 of
+		 * its third and fourth bytes) marks a later fragment.
 		 */
 		frag = XDPCTL_ALL(xdpctl_eq(nexthdr, IPPROTO_FRAGMENT));
 		ah = XDPCTL_ALL(xdpctl_eq(nexthdr, IPPROTO_AH));
-		other = ~(frag | ah);
-		len = (8 & frag) | (((opt->hdrlen + 2) * 4) & ah) | (((opt->hdrlen + 1) * 8) & other);
+		/* Verifier: 6.1 loses the bounds of an OR of unknowns (cur += len failed): add; opaque, or LLVM ORs. */
+		other = xdpctl_opaque(~(frag | ah));
+		len = 8 + (((__u64)opt->hdrlen << 3) & other) + (((__u64)opt->hdrlen << 2) & ah);
 		pkt->frag_later |= frag & xdpctl_nonzero(*(__be16 *)((void *)opt + 2) & __constant_htons(0xfff8));
 		nexthdr = opt->nexthdr;
 		cur += len;

@@ -171,14 +171,16 @@ struct xdpctl_scratch {
 static __always_inline __u32 xdpctl_trie(const __u32 *root, const __u32 *node, __u32 nodes,
 					 const __u8 *key, const int depth)
 {
-	__u32 e = root[((__u32)key[0] << 8) | key[1]];
+	/* Verifier: 6.1 loses the bounds of an OR of two unknown values: add (opaque, or LLVM ORs; 64-bit, no zext). */
+	__u32 e = root[xdpctl_opaque64((__u64)key[0] << 8) + key[1]];
 	int i;
 
 #pragma unroll
 	for (i = 0; i < depth; i++) {
 		if (!(e & XDPCTL_TRIE_CHILD))
 			return e;
-		e = node[(((e & ~XDPCTL_TRIE_CHILD) << 8) | key[2 + i]) & (nodes * XDPCTL_TRIE_BLOCK - 1)];
+		/* Verifier: as for the root; the mask goes first, or LLVM moves it before an OR. */
+		e = node[xdpctl_opaque(((e & ~XDPCTL_TRIE_CHILD) << 8) & (nodes * XDPCTL_TRIE_BLOCK - 1)) + key[2 + i]];
 	}
 	/* A well-built trie ends in a class id; a pointer here means class 0.
 	 * Masked without a branch: every exit then returns an unknown value
@@ -250,8 +252,9 @@ static __always_inline void xdpctl_take_plain(const struct xdpctl_tables *t, con
 
 /* The class of a field-indexed kind: class 0 when the frame lacks the field
  * (present is 0 or 1), without a branch. */
+/* Verifier: mask behind a barrier; LLVM drops it after an OR or a byte swap, which 6.1/6.12 do not bound. */
 #define XDPCTL_VALUE(t, field, present, index, size) \
-	((t)->field[(index) & ((size) - 1)] & XDPCTL_ALL(present))
+	((t)->field[xdpctl_opaque(index) & ((size) - 1)] & XDPCTL_ALL(present))
 
 /*
  * The decision index of the rule that decides the frame, or XDPCTL_NO_RULE.
