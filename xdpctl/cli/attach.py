@@ -54,6 +54,9 @@ def command(app, iface, drop_non_ip, mode, policy, force, ebpf, flow_timeouts, f
     if result.egress_restored:
         click.echo(f"{result.ifname}: put back the egress program of --established, which was missing")
     opts = ", ".join(options.describe()) or ("rules only" if result.rules else "count only")
+    if result.replaced == "unchanged" and (result.flow_settings is not None or result.egress_restored):
+        click.echo(f"{result.ifname}: its program is unchanged: prog {result.prog_id} ({result.mode}, {opts})")
+        return
     if result.replaced == "unchanged":
         click.echo(f"{result.ifname} already carries xdpctl's program with these options: prog {result.prog_id} "
                    f"({result.mode}, {opts}); nothing changed")

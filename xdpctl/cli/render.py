@@ -215,11 +215,11 @@ def _seconds(s: float) -> str:
 
 
 def flows_table(flows: list[dict]) -> Table:
-    """Flows in 80 columns: a closing TCP flow shows as tcp/fin."""
+    """Flows in 80 columns: this host's end over the remote one (a closing
+    TCP flow shows as tcp/fin)."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("proto", no_wrap=True)
-    table.add_column("this host", overflow="fold", min_width=15)
-    table.add_column("remote", overflow="fold", min_width=15)
+    table.add_column("this host / remote", overflow="fold", ratio=1)
     table.add_column("age", justify="right", no_wrap=True)
     table.add_column("idle", justify="right", no_wrap=True)
     table.add_column("pkts back", justify="right", no_wrap=True)
@@ -227,7 +227,8 @@ def flows_table(flows: list[dict]) -> Table:
     for f in flows[:FLOWS_SHOWN]:
         host = _end(f["host"], f["host_port"]) if f["icmp_id"] is None else f"{f['host']} id {f['icmp_id']}"
         proto = f["proto"] + ("/fin" if f["state"] == "closing" else "")
-        table.add_row(proto, host, _end(f["remote"], f["remote_port"]), _seconds(f["age_s"]),
+        ends = Text(f"{host}\n{_end(f['remote'], f['remote_port'])}")  # [v6]:port is no markup
+        table.add_row(proto, ends, _seconds(f["age_s"]),
                       _seconds(f["idle_s"]), number(f["packets_back"]), number(f["bytes_back"]))
     return table
 
@@ -242,7 +243,7 @@ def print_flows(data: dict) -> None:
         prog = f"egress prog {eg['prog_id']}" + ("" if eg["attached"] else " (missing!)") if eg else "no egress program"
         t = e["table"]
         if t is None:
-            _out.print(f"[bold]{e['ifname']}[/]  no flow table: no --established rule; timeouts {timeouts}")
+            _out.print(f"[bold]{e['ifname']}[/]  no flow table (no --established rule)\ntimeouts {timeouts}")
             continue
         _out.print(f"[bold]{e['ifname']}[/]  {t['live']:,} live flow{'' if t['live'] == 1 else 's'} "
                    f"({t['expired']:,} expired) in a table of {t['size']:,}, {prog}\ntimeouts {timeouts}")

@@ -20,7 +20,7 @@ from . import contract
 NS = 1_000_000_000
 TIMEOUT_MAX_S = 0xFFFFFFFF  # ~136 years; its nanoseconds fit the s64 the programs compare in
 ENTRIES_MIN = 1024
-ENTRIES_MAX = 1 << 24  # ~2 GiB of kernel memory (a flow takes ~128 bytes)
+ENTRIES_MAX = 1 << 24  # ~2.3 GiB of kernel memory (a flow takes ~144 bytes)
 PROTOCOLS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 _DECIMAL = re.compile(r"^[0-9]+$")
 
