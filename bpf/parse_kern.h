@@ -209,6 +209,10 @@ static __always_inline void xdpctl_parse_ipv6(struct xdpctl_pkt *pkt, void *data
 		/* Verifier: 6.1 loses the bounds of an OR of unknowns (cur += len failed): add; opaque, or LLVM ORs. */
 		other = xdpctl_opaque(~(frag | ah));
 		len = 8 + (((__u64)opt->hdrlen << 3) & other) + (((__u64)opt->hdrlen << 2) & ah);
+		/* Bounds: the whole header, as its length gives it, must be in the
+		 * frame; cut short, the frame is ipv6/other (not its upper layer). */
+		if ((void *)opt + len > data_end)
+			return;
 		pkt->frag_later |= frag & xdpctl_nonzero(*(__be16 *)((void *)opt + 2) & __constant_htons(0xfff8));
 		nexthdr = opt->nexthdr;
 		cur += len;

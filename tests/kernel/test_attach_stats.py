@@ -15,6 +15,7 @@ from xdpctl.kernel.netlink import socket_in
 pytestmark = pytest.mark.kernel
 
 
+@pytest.mark.matrix
 def test_drop_non_ip_counts_every_class_exactly(klab):
     klab.xdpctl("attach", klab.iface, "--drop-non-ip")
     mix = frames.build("mix", klab.lab.endpoints())
@@ -34,6 +35,7 @@ def test_without_options_everything_passes_and_is_counted(klab):
     assert klab.wait_for_total(len(mix) * 3) == expected(sent, drop_non_ip=False)
 
 
+@pytest.mark.matrix
 def test_passed_udp_reaches_a_socket_and_arp_does_not_get_through(klab):
     lab = klab.lab
     klab.xdpctl("attach", klab.iface, "--drop-non-ip")
@@ -64,6 +66,7 @@ def test_status_and_stats_json_schema(klab):
     assert list(s["counters"]) == list(contract.CLASSES)
 
 
+@pytest.mark.matrix
 def test_reattach_replaces_atomically_and_keeps_counters(klab):
     klab.xdpctl("attach", klab.iface)
     first = klab.xdpctl.json("status")["interfaces"][0]["prog_id"]

@@ -7,12 +7,19 @@ misclassification would show here."""
 from __future__ import annotations
 
 import random
+import secrets
+import socket
+import struct
+import subprocess
+import time
 
 import pytest
 
+from doc_classes import doc_class, extension_corpus
+
 from xdpctl.datapath import classify, contract, counters
 from xdpctl.traffic import frames
-from xdpctl.kernel import libbpf
+from xdpctl.kernel import libbpf, netlink
 from xdpctl.kernel.compiler import compile_and_load
 from xdpctl.datapath.program import FilterOptions, filter_program
 
@@ -58,6 +65,7 @@ def mutated(frame: bytes, at: int, value: int) -> bytes:
     return frame[:at] + bytes([value]) + frame[at + 1:]
 
 
+@pytest.mark.matrix
 def test_malformed_headers(prog):
     mix = frames.build("mix", EP)
     udp4, udp6, hbh = mix[1], mix[8], mix[10]
@@ -91,3 +99,94 @@ def test_random_mutations_agree_with_the_oracle(prog):
             frame[rng.randrange(12, min(len(frame), 80))] = rng.randrange(256)
         frame = bytes(frame[: rng.randint(14, len(frame))])
         run_one(prog, frame)
+
+
+# --- against the document, not the oracle -------------------------------------
+
+
+def class_counted(prog, frame: bytes) -> str:
+    """The one class the program counted frame in (it must count it once)."""
+    loaded, _ = prog
+    fd = loaded.map_fd("xdpctl_counters")
+    before = counters.read_fd(fd)
+    libbpf.prog_test_run(loaded.prog_fd, frame)
+    after = counters.read_fd(fd)
+    moved = [cls for cls in contract.CLASSES for v in contract.VERDICTS
+             if after[cls][v]["packets"] != before[cls][v]["packets"]]
+    assert len(moved) == 1, (moved, frame.hex())
+    return moved[0]
+
+
+def test_every_truncation_of_extension_headers_is_classed_as_the_document_says(prog):
+    """Issue 12 (17): an extension header cut short after its first 8 bytes
+    made the frame its upper layer's class; the document says ipv6/other."""
+    for frame in extension_corpus():
+        for n in range(14, len(frame) + 1):
+            assert class_counted(prog, frame[:n]) == doc_class(frame[:n]), (n, frame[:n].hex())
+
+
+def _ip(*args: str, ns: str | None = None) -> None:
+    cmd = ["ip", *(["-n", ns] if ns else []), *args]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def kernel_sent_frames():
+    """IPv6 frames with extension headers that the kernel itself built:
+    fragments (an MTU of 1280 under a 3000-byte datagram), MLD reports
+    (hop-by-hop), and SRv6 (a routing header of 40 bytes), captured raw at
+    the receiving end of a veth pair in namespaces made here."""
+    tag = secrets.token_hex(3)
+    a, b = f"xdpctl-cap{tag}-a", f"xdpctl-cap{tag}-b"
+    made = []
+    try:
+        for ns in (a, b):
+            _ip("netns", "add", ns)
+            made.append(ns)
+        _ip("link", "add", "ca" + tag, "mtu", "1280", "netns", a, "type", "veth",
+            "peer", "name", "cb" + tag, "mtu", "1280", "netns", b)
+        for ns, dev, addr in ((a, "ca" + tag, "fd01::1"), (b, "cb" + tag, "fd01::2")):
+            _ip("addr", "add", f"{addr}/64", "dev", dev, "nodad", ns=ns)
+            _ip("link", "set", dev, "up", ns=ns)
+        _ip("-6", "neigh", "add", "fd01::2", "lladdr", "02:00:00:00:ca:02", "dev", "ca" + tag, ns=a)
+        _ip("link", "set", "cb" + tag, "address", "02:00:00:00:ca:02", ns=b)
+        # SRv6 inline: the kernel inserts a routing header with two segments.
+        _ip("-6", "route", "add", "fd02::/64", "encap", "seg6", "mode", "inline", "segs", "fd01::2",
+            "dev", "ca" + tag, ns=a)
+        _ip("-6", "neigh", "replace", "fd02::9", "lladdr", "02:00:00:00:ca:02", "dev", "ca" + tag, ns=a)
+        cap = netlink.socket_in(b, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+        with cap:
+            cap.bind(("cb" + tag, 0))
+            cap.settimeout(0.2)
+            tx = netlink.socket_in(a, socket.AF_INET6, socket.SOCK_DGRAM)
+            with tx:
+                tx.sendto(bytes(3000), ("fd01::2", 9))  # fragments
+                tx.sendto(b"srv6", ("fd02::9", 9))       # a routing header
+                # Joining a group makes the kernel send MLD reports (hop-by-hop).
+                with netlink.in_netns(a):
+                    ifindex = socket.if_nametoindex("ca" + tag)
+                group = socket.inet_pton(socket.AF_INET6, "ff12::1234")
+                tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group + struct.pack("@I", ifindex))
+                got: list[bytes] = []
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and len(got) < 64:
+                    try:
+                        got.append(cap.recv(65535))
+                    except socket.timeout:
+                        if {0, 43, 44} <= {f[20] for f in got}:
+                            break
+        yield got
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+def test_frames_the_kernel_sent_are_classed_as_the_document_says(prog, kernel_sent_frames):
+    firsts = {f[20] for f in kernel_sent_frames}  # the IPv6 next header of each frame
+    assert {0, 43, 44} <= firsts, sorted(firsts)
+    srh = [f for f in kernel_sent_frames if f[20] == 43]
+    assert any((f[55] + 1) * 8 > 8 for f in srh)  # longer than its first 8 bytes
+    for frame in kernel_sent_frames:
+        for n in range(14, len(frame) + 1):
+            assert class_counted(prog, frame[:n]) == doc_class(frame[:n]), (n, frame[:n].hex())
+            assert classify.classify(frame[:n]) == doc_class(frame[:n])

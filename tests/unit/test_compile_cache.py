@@ -420,3 +420,16 @@ def test_preamble_is_what_the_docstring_says():
     magic, fmt, header_len, key_, _ = struct.unpack_from("<8sII32s32s", data)
     assert (magic, fmt, key_) == (b"XDPCTLCC", compile_cache.FORMAT, KEY)
     assert data[80:80 + header_len].startswith(b"{")
+
+
+def test_a_read_only_cache_still_serves_its_entries(store, monkeypatch):
+    """A VM guest sees the host's cache read-only: a hit must not fail on
+    marking the entry as recently used (it did: every lookup missed)."""
+    store.put(KEY, image())
+
+    def read_only(*args, **kw):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(compile_cache.os, "utime", read_only)
+    got, why = store.get(KEY)
+    assert got == image() and why == ""

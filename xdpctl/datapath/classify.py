@@ -138,6 +138,8 @@ def _parse_v6(frame: bytes, off: int, vlan_id) -> Parsed:
             step = (hdrlen + 2) * 4
         else:
             step = (hdrlen + 1) * 8
+        if len(frame) < cur + step:
+            return other  # the header, as its length gives it, is cut short
         nexthdr = frame[cur]
         cur += step
     if nexthdr in _IPV6_EXT:

@@ -350,7 +350,10 @@ class Store:
             except Damaged as exc:
                 self.discard(name)
                 return None, f"removed {name}: {exc}"
-            os.utime(fd)  # recently used: evicted last
+            try:
+                os.utime(fd)  # recently used: evicted last
+            except OSError:
+                pass  # a read-only cache (a VM guest sees the host's) still serves hits
             return image, ""
         finally:
             os.close(fd)
