@@ -97,6 +97,12 @@ class Bed:
             entries = libbpf.map_lookup_batch(fd, contract.FLOW_KEY.size, contract.FLOW.size, size)
         return [Flow.decode(k, v) for k, v in entries]
 
+    def clear(self) -> None:
+        """Empty the flow table."""
+        with libbpf.opened(os.path.join(self.directory, contract.PIN_FLOWS)) as fd:
+            for key in libbpf.map_keys(fd, contract.FLOW_KEY.size):
+                libbpf.map_delete(fd, key)
+
     def set_rules(self, rules: list[Rule], gen: int = 1) -> None:
         built = build(rules)
         engine.write_tables(os.path.join(self.directory, self.layout.pin_tables()), gen, built, self.layout)

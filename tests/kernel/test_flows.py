@@ -49,6 +49,7 @@ def drops(klab, cls: str) -> int:
     return klab.counters()[cls]["drop"]["packets"]
 
 
+@pytest.mark.matrix
 def test_the_hosts_own_connections_work_under_deny(klab):
     lab = klab.lab
     deny_with_established(klab)
@@ -169,7 +170,8 @@ def test_a_flow_expires_after_its_timeout(klab):
     assert drops(klab, "ipv4/udp") == 1
 
 
-def test_detach_takes_xdpctls_tc_filter_and_leaves_a_foreign_one(klab, tmp_path_factory):
+@pytest.mark.matrix
+def test_detach_takes_xdpctls_tc_filter_and_leaves_a_foreign_one(klab):
     pins = f"/sys/fs/bpf/xdpctl-test-{os.getpid()}-{klab.lab.name}"
     os.mkdir(pins, 0o700)
     try:

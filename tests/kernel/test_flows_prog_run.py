@@ -66,7 +66,7 @@ def test_the_egress_program_never_drops_or_decides():
             assert b.send(frame) == TC_ACT_UNSPEC
 
 
-@pytest.mark.parametrize("sent,answer,unrelated", [
+PAIRS = [
     (tcp4(), tcp4_back(), tcp4_back(dport=40001)),
     (tcp4(), tcp4_back(), tcp4_back(src="198.18.0.9")),
     (tcp4(), tcp4_back(), udp4_back(sport=80, dport=40000)),  # same ports, other protocol
@@ -76,14 +76,21 @@ def test_the_egress_program_never_drops_or_decides():
     (ping4(), ping4_back(), ping4_back(ident=78)),
     (ping4(), ping4_back(), ping4_back(type=8)),  # a request with the same id is not a reply
     (ping6(), ping6_back(), ping6_back(ident=79)),
-], ids=["tcp4-port", "tcp4-address", "tcp4-proto", "udp4", "tcp6", "udp6", "echo4-id", "echo4-request",
-        "echo6"])
+]
+PAIR_IDS = ["tcp4-port", "tcp4-address", "tcp4-proto", "udp4", "tcp6", "udp6", "echo4-id", "echo4-request", "echo6"]
+
+
+def check_pair(b, sent, answer, unrelated) -> None:
+    assert b.receive(back(answer)) == XDP_DROP  # nothing sent yet: deny
+    assert b.send(out(sent)) == TC_ACT_UNSPEC
+    assert b.receive(back(answer)) == XDP_PASS
+    assert b.receive(back(unrelated)) == XDP_DROP
+
+
+@pytest.mark.parametrize("sent,answer,unrelated", PAIRS, ids=PAIR_IDS)
 def test_a_reply_passes_and_what_differs_is_dropped(sent, answer, unrelated):
     with bed(PASS_ESTABLISHED) as b:
-        assert b.receive(back(answer)) == XDP_DROP  # nothing sent yet: deny
-        assert b.send(out(sent)) == TC_ACT_UNSPEC
-        assert b.receive(back(answer)) == XDP_PASS
-        assert b.receive(back(unrelated)) == XDP_DROP
+        check_pair(b, sent, answer, unrelated)
 
 
 @pytest.mark.parametrize("tags", [(100,), (100, 200)], ids=["802.1q", "qinq"])
@@ -122,7 +129,7 @@ def test_a_later_fragment_carries_no_ports_and_answers_nothing():
         assert b.receive(back(later)) == XDP_DROP
 
 
-@pytest.mark.parametrize("sent,error", [
+ERRORS = [
     (udp4(), lambda s: frag_needed(s)),
     (tcp4(), lambda s: frag_needed(s, mtu=1280)),
     (tcp4(), lambda s: time_exceeded4(s)),
@@ -131,13 +138,40 @@ def test_a_later_fragment_carries_no_ports_and_answers_nothing():
     (udp6(), lambda s: time_exceeded6(s)),
     (tcp6(), lambda s: unreach6(s)),
     (ping6(), lambda s: too_big6(s)),
-], ids=["udp4-frag-needed", "tcp4-frag-needed", "tcp4-ttl", "echo4-ttl", "tcp6-too-big", "udp6-hop-limit",
-        "tcp6-port-unreach", "echo6-too-big"])
+]
+ERROR_IDS = ["udp4-frag-needed", "tcp4-frag-needed", "tcp4-ttl", "echo4-ttl", "tcp6-too-big", "udp6-hop-limit",
+             "tcp6-port-unreach", "echo6-too-big"]
+
+
+def check_error(b, sent, error) -> None:
+    assert b.receive(back(error(sent))) == XDP_DROP  # quotes nothing the host sent yet
+    b.send(out(sent))
+    assert b.receive(back(error(sent))) == XDP_PASS
+
+
+@pytest.mark.parametrize("sent,error", ERRORS, ids=ERROR_IDS)
 def test_icmp_errors_that_quote_a_flow_pass(sent, error):
     with bed(PASS_ESTABLISHED) as b:
-        assert b.receive(back(error(sent))) == XDP_DROP  # quotes nothing the host sent yet
-        b.send(out(sent))
-        assert b.receive(back(error(sent))) == XDP_PASS
+        check_error(b, sent, error)
+
+
+@pytest.mark.matrix
+def test_every_pair_and_error_on_one_bed():
+    """The cases above on one pair of programs (one load each: the kernel
+    matrix runs this in emulated VMs), the table emptied between cases; and
+    behind VLAN tags."""
+    with bed(PASS_ESTABLISHED) as b:
+        for sent, answer, unrelated in PAIRS:
+            b.clear()
+            check_pair(b, sent, answer, unrelated)
+        for sent, error in ERRORS:
+            b.clear()
+            check_error(b, sent, error)
+        b.clear()
+        b.send(out(tcp4()))
+        for tags in ((100,), (100, 200)):
+            assert b.receive(back(tcp4_back(), tags)) == XDP_PASS
+            assert b.receive(back(tcp4_back(dport=1), tags)) == XDP_DROP
 
 
 def test_icmp_errors_quoting_other_flows_or_cut_short_are_dropped():
