@@ -11,7 +11,7 @@ import os
 import signal
 
 ENV = "XDPCTL_TEST_KILL_AT"
-POINTS = ("pinned-new", "swapped", "recorded")
+POINTS = ("flip-pinned", "pinned-new", "swapped", "flipped", "recorded")
 # Points of a change that also attaches --established's TC egress program
 # (lifecycle/egress.py), between pinned-new and swapped.
 EGRESS_POINTS = ("egress-recorded", "egress-qdisc", "egress-attached")

@@ -5,6 +5,7 @@ and export writes what applies back to nothing."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -99,4 +100,92 @@ def test_a_bad_file_changes_nothing(klab, tmp_path):
     r = klab.xdpctl("apply", world, check=False)
     assert r.returncode == 2 and "writable by others" in r.stderr
     assert snapshot(klab) == before
+    assert klab.xdpctl("export").stdout == exported
+
+
+def test_a_failed_apply_puts_back_the_rules_it_removed_with_their_hits(klab, tmp_path):
+    """Issue 12, defect 7: when a later interface fails, the earlier ones are
+    put back as they were, and a rule the file had removed comes back with its
+    hits (it had 222; it came back with 0)."""
+    lab = klab.lab
+    ns = lab.host_netns
+    subprocess.run(["ip", "-n", ns, "link", "add", "xp0", "type", "veth", "peer", "name", "xp1"], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "xp0", "up"], check=True)
+    klab.xdpctl("apply", write(tmp_path, "x.toml", config(klab.iface, lab)))
+    klab.send([frames.udp_frame(lab.endpoints(dport=53), b"x")], 222)
+    klab.wait_for_total(222)
+    (before,) = klab.xdpctl.json("stats", klab.iface)["interfaces"]
+    hits = {r["id"]: r["hits"]["packets"] for r in before["rules"]}
+    assert sorted(hits.values()) == [0, 0, 0, 222], hits
+    exported = klab.xdpctl("export").stdout
+
+    # The file drops the rule with the hits, and names a veth that cannot take
+    # an offloaded program: the first interface changes, the second fails.
+    text = config(klab.iface, lab).replace(
+        f'  {{ action = "drop", src = "{lab.peer4}/32", proto = "udp", dport = 53 }},\n', "")
+    text += '\n[interfaces.xp0]\nmode = "offload"\nrules = []\n'
+    r = klab.xdpctl("apply", write(tmp_path, "y.toml", text), check=False)
+    assert r.returncode == 1 and "cannot take an offloaded XDP program" in r.stderr, r.stderr
+    (after,) = klab.xdpctl.json("stats", klab.iface)["interfaces"]
+    assert after["rules"] == before["rules"]  # ids, order and hits: 222 again, not 0
+    assert after["counters"] == before["counters"]
+    assert klab.xdpctl("export").stdout == exported
+
+
+# xdpctl with a pause at the n-th program swap (a file appears when it gets
+# there; it goes on once the test makes a second one, or after 60 s).
+_PAUSED_AT_SWAP = """
+import os, sys, time
+from xdpctl.cli import main
+from xdpctl.kernel import netlink
+at, go, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+real, calls = netlink.Netlink.xdp_set, []
+
+def xdp_set(self, *a, **k):
+    calls.append(1)
+    if len(calls) == n:
+        open(at, "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return real(self, *a, **k)
+
+netlink.Netlink.xdp_set = xdp_set
+main(sys.argv[4:])
+"""
+
+
+def test_a_ctrl_c_at_the_swap_of_a_later_interface_puts_every_interface_back(klab, tmp_path):
+    """Issue 12: a Ctrl-C held until the swap of the second interface is done
+    (it must not cut the change in two) still undoes the whole apply: the
+    second interface, changed by then, is put back with the first."""
+    import signal
+    import sys
+    import time
+
+    lab = klab.lab
+    ns = lab.host_netns
+    subprocess.run(["ip", "-n", ns, "link", "add", "xp0", "type", "veth", "peer", "name", "xp1"], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "xp0", "up"], check=True)
+    old = config(klab.iface, lab) + config("xp0", lab).split("\n", 1)[1]
+    klab.xdpctl("apply", write(tmp_path, "old.toml", old))
+    exported = klab.xdpctl("export").stdout
+    new = old.replace('policy = "allow"', 'policy = "deny"')  # both interfaces: a new program each
+    at, go = tmp_path / "at", tmp_path / "go"
+    p = subprocess.Popen([sys.executable, "-c", _PAUSED_AT_SWAP, str(at), str(go), "2", "--netns", ns,
+                          "apply", write(tmp_path, "new.toml", new)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        deadline = time.monotonic() + 120
+        while not at.exists():
+            assert p.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        p.send_signal(signal.SIGINT)  # at the second swap: held until it is done
+        time.sleep(0.2)
+    finally:
+        go.touch()
+        p.wait(timeout=300)
+        err = p.stderr.read()
+        p.stderr.close()
+    assert p.returncode == 130 and err.strip() == "xdpctl: interrupted", (p.returncode, err)
     assert klab.xdpctl("export").stdout == exported

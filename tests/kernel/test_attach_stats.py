@@ -98,3 +98,53 @@ def test_generic_mode_counts_too(klab):
     mix = frames.build("mix", klab.lab.endpoints())
     sent = klab.send(mix)
     assert klab.wait_for_total(len(mix)) == expected(sent, drop_non_ip=True)
+
+
+def test_stats_reset_polled_under_traffic_loses_no_frame(klab):
+    """Issue 12, defect 8: `stats --reset` polled while frames arrive: the
+    polls sum exactly to what was sent, per class and verdict and per rule
+    (a reset that reads, then zeroes, loses what was counted in between)."""
+    import time
+
+    from state_checks import Stream
+    from xdpctl.datapath.program import FilterOptions
+    from xdpctl.traffic.predict import predict, rules_from_json
+
+    klab.xdpctl("attach", klab.iface, "--drop-non-ip")
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--proto", "udp", "--dport", "53")
+    klab.xdpctl("rule", "add", klab.iface, "pass", "--proto", "tcp")
+    fs = frames.build("mix", klab.lab.endpoints()) + frames.build("mix", klab.lab.endpoints(dport=53))
+    summed = {c: {v: {"packets": 0, "bytes": 0} for v in contract.VERDICTS} for c in contract.CLASSES}
+    hits: dict[int, dict[str, int]] = {}
+    rules = None
+
+    def poll() -> None:
+        nonlocal rules
+        (entry,) = klab.xdpctl.json("stats", klab.iface, "--reset")["interfaces"]
+        for c, per in entry["counters"].items():
+            for v, n in per.items():
+                summed[c][v]["packets"] += n["packets"]
+                summed[c][v]["bytes"] += n["bytes"]
+        for r in entry["rules"]:
+            h = hits.setdefault(r["id"], {"packets": 0, "bytes": 0})
+            h["packets"] += r["hits"]["packets"]
+            h["bytes"] += r["hits"]["bytes"]
+        rules = entry["rules"]
+
+    poll()  # from zero
+    summed = {c: {v: {"packets": 0, "bytes": 0} for v in contract.VERDICTS} for c in contract.CLASSES}
+    hits.clear()
+    polls = 0
+    with Stream(klab, fs, rate=4000, max_seconds=20) as stream:
+        deadline = time.monotonic() + 15
+        while polls < 25 and time.monotonic() < deadline:
+            poll()
+            polls += 1
+    assert stream.error is None, stream.error
+    time.sleep(0.3)  # the last frames are counted in softirq, a moment after the send
+    poll()
+    sent = sum(stream.per_frame)
+    assert sent > 5000 and polls >= 5, (sent, polls)
+    want, want_hits = predict(fs, stream.per_frame, rules_from_json(rules), FilterOptions(drop_non_ip=True))
+    assert summed == want
+    assert hits == want_hits and all(h["packets"] for h in want_hits.values())

@@ -25,7 +25,7 @@ def test_detach_leaves_no_program_map_or_pin(klab):
     state_dir = f"{STATE_ROOT}/ns{netns_ino(klab.lab.host_netns)}"
     assert sorted(os.listdir(state_dir)) and map_ids
     pins = os.listdir(os.path.join(state_dir, os.listdir(state_dir)[0]))
-    assert sorted(pins) == ["counters", "meta", "prog"]
+    assert sorted(pins) == ["counters", "meta", "netns", "prog"]
 
     out = klab.xdpctl("detach", klab.iface)
     assert f"detached prog {prog_id}" in out.stdout

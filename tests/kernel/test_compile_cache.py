@@ -28,6 +28,7 @@ from xdpctl.kernel.compiler import compile_and_load
 from xdpctl.kernel.headers import find_kernel_headers
 from xdpctl.kernel.kernel_version import running_release
 from xdpctl.kernel.program_image import INSN, ProgramImage
+from xdpctl.lifecycle import namespaces
 from xdpctl.lifecycle.state import scratch_dir
 from xdpctl.traffic import frames
 
@@ -67,12 +68,13 @@ def entries(cache: Path) -> list[Path]:
 
 
 def pinned_maps(klab) -> dict[str, tuple]:
-    """Every map pinned for the lab's attachment: pin -> (name, type, key,
-    value, max entries, flags)."""
+    """Every map of the program pinned for the lab's attachment: pin -> (name,
+    type, key, value, max entries, flags). The namespace's handle (a map
+    xdpctl makes itself, on kernels that give one) is not the program's."""
     att = attachment(klab)
     out = {}
     for pin in att.pins():
-        if pin.startswith("prog"):
+        if pin.startswith("prog") or pin == namespaces.PIN_NETNS:
             continue
         with libbpf.opened(att.pin(pin)) as fd:
             i = libbpf.map_info(fd)
@@ -233,6 +235,7 @@ HIT_WITHOUT_BCC = """
 import sys
 from xdpctl.datapath.program import FilterOptions, filter_program
 from xdpctl.kernel.compiler import compile_and_load
+from xdpctl.lifecycle import namespaces
 from xdpctl.lifecycle.state import scratch_dir
 with scratch_dir("cache") as d:
     loaded = compile_and_load(filter_program(FilterOptions(policy_deny=True), d))

@@ -14,6 +14,8 @@ import sys
 import pytest
 
 from conftest import attached_prog_id, netns_ino
+from test_apply import write
+from test_crash_policy_and_rules import EXPECTED, configs, verdicts
 from xdpctl import faults
 from xdpctl.traffic import frames
 from xdpctl.lifecycle.state import STATE_ROOT
@@ -21,7 +23,7 @@ from xdpctl.lifecycle.state import STATE_ROOT
 pytestmark = pytest.mark.kernel
 
 # Before the swap, the old state stays; after it, the new one does.
-OUTCOME = {"pinned-new": "old", "swapped": "old", "recorded": "new"}
+OUTCOME = {"flip-pinned": "old", "pinned-new": "old", "swapped": "old", "flipped": "old", "recorded": "new"}
 
 
 def killed_at(klab, point: str, *args: str) -> None:
@@ -86,5 +88,26 @@ def test_a_replace_killed_midway_keeps_the_old_program_or_the_new_one(klab, poin
         assert entry["prog_id"] != old and entry["options"] == ["drop-non-ip"]
         assert "prog_new" not in [os.path.basename(p) for p in pins(klab)]
         assert drops_non_ip(klab)
+    klab.xdpctl("detach", klab.iface)
+    assert attached_prog_id(klab) == 0 and pins(klab) == []
+
+
+@pytest.mark.parametrize("point", faults.POINTS)
+def test_a_change_of_policy_and_rules_killed_midway_is_exactly_the_old_or_the_new(klab, tmp_path, point):
+    """apply of a deny policy with pass rules over an allow policy with drop
+    rules (a program swap and a flip of the rule generation in one change),
+    killed at each point: the next command settles it to the old file or the
+    new one, as recorded (export) and as frames are treated."""
+    texts = configs(klab.iface, 20)
+    paths = {k: write(tmp_path, f"{k}.toml", t) for k, t in texts.items()}
+    klab.xdpctl("apply", paths["old"])
+    assert klab.xdpctl("export").stdout == texts["old"]
+    killed_at(klab, point, "apply", paths["new"])
+    assert klab.xdpctl.json("clean", "--dry-run")["leftovers"][0]["action"] == "settle"
+    klab.xdpctl("clean")
+    outcome = OUTCOME[point]
+    assert klab.xdpctl("export").stdout == texts[outcome]
+    assert verdicts(klab) == EXPECTED[outcome]
+    assert not any(p.endswith(("prog_new", "config_flip")) for p in pins(klab)), pins(klab)
     klab.xdpctl("detach", klab.iface)
     assert attached_prog_id(klab) == 0 and pins(klab) == []

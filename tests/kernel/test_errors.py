@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,38 @@ def test_compile_error_shows_the_compilers_line(tmp_path):
     with pytest.raises(CompileFailed) as err:
         compile_and_load(bad_program(tmp_path, "return no_such_symbol;"))
     assert "no_such_symbol" in str(err.value) and "error:" in str(err.value)
+
+
+@pytest.mark.parametrize("point", ["compile", "swap"])
+def test_bpffs_unmounted_during_a_change_is_named(klab, tmp_path, point):
+    """Issue 12: bpffs lazily unmounted (umount -l) under a change that
+    recompiles gave 'compiling ... failed' or 'the verifier rejected the
+    program'. It is named, and nothing on the interface changes. (The unmount
+    is in a mount namespace of xdpctl's own, so the machine's bpffs stays.)"""
+    from test_guarantees_concurrency import _PAUSED
+
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--proto", "udp")
+    rules = klab.xdpctl("rule", "list", klab.iface, "--json").stdout
+    prog = attached_prog_id(klab)
+    at, go = tmp_path / "at", tmp_path / "go"
+    p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _PAUSED,
+                          str(at), str(go), point, "--netns", klab.lab.host_netns,
+                          "rule", "add", klab.iface, "drop", "--vlan", "5"],  # a new kind of match: a recompile
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        deadline = time.monotonic() + 60
+        while not at.exists():
+            assert p.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        subprocess.run(["nsenter", "--mount", "--target", str(p.pid), "umount", "-l", "/sys/fs/bpf"], check=True)
+    finally:
+        go.touch()
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 1, (p.returncode, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xdpctl: error: bpffs was unmounted from /sys/fs/bpf"), err
+    assert "verifier" not in err and "compiling" not in err
+    # Stopped past the swap, it leaves a pending change: the next command puts the old program back.
+    assert klab.xdpctl("rule", "list", klab.iface, "--json").stdout == rules
+    assert attached_prog_id(klab) == prog

@@ -144,6 +144,7 @@ def map_show(path: str) -> dict:
 def test_every_map_has_a_fixed_size(klab):
     klab.xdpctl("attach", klab.iface, "--drop-non-ip")
     klab.xdpctl("rule", "add", klab.iface, "drop", "--proto", "udp", "--dport", "53")
+    klab.xdpctl("stats", "--reset")
     att = attachment(klab)
     layout = Layout.unpack(att.read_meta().layout)
     want = {
@@ -153,10 +154,13 @@ def test_every_map_has_a_fixed_size(klab):
         "rules": ("hash", 2 * contract.MAX_RULES),  # both generations
         layout.pin_tables(): ("array", 2),  # both generations
         layout.pin_hits(): ("percpu_array", layout.slots),
+        "netns": ("array", 1),  # the namespace's handle
+        "baseline": ("hash", len(contract.CLASSES) + 2 * contract.MAX_RULES),  # what stats --reset read
     }
     maps = {pin: map_show(att.pin(pin)) for pin in att.pins() if pin != "prog"}
     assert {pin: (m["type"], m["max_entries"]) for pin, m in maps.items()} == want
     assert maps["rules"]["flags"] & 1  # BPF_F_NO_PREALLOC: memory only for rules that exist
+    assert maps["baseline"]["flags"] & 1  # and for baselines of classes and rules that exist
     # The program's own maps (pinned or not) are all bounded too.
     prog = json.loads(subprocess.run(["bpftool", "-j", "prog", "show", "pinned", att.pin("prog")],
                                      capture_output=True, text=True, check=True).stdout)

@@ -118,6 +118,16 @@ def test_status_table_fits_80_columns():
     assert "xdpctl_filter" in text and "xdp_dispatcher" in text and "drop-non-ip" in text
 
 
+def test_status_table_says_an_interface_is_changing():
+    data = {"interfaces": [
+        {"ifname": "eth0", "ifindex": 2, "mode": "native", "prog_id": 81, "prog_name": "xdpctl_filter",
+         "managed": False, "in_flight": True},
+    ]}
+    lines = rendered(render.status_table(data))
+    assert max(map(len, lines)) <= 80
+    assert "changing (another xdpctl)" in "\n".join(lines)
+
+
 def test_numbers_are_exact_until_ten_million():
     assert render.number(9_999_999) == "9,999,999"
     assert render.number(12_345_678) == "12.35M"

@@ -122,13 +122,17 @@ def _tools() -> Check:
 def _state(app) -> list[Check]:
     from ..lifecycle.clean import find
 
+    from ..lifecycle.clean import IN_FLIGHT
+
     checks = []
-    found, _ = find(app)
+    found, notes = find(app)
+    busy = "; another xdpctl is changing it now" if any(n.endswith(IN_FLIGHT) for n in notes) else ""
     if found:
-        checks.append(Check("state", WARN, f"{len(found)} leftover(s): " + "; ".join(f.what for f in found),
-                            "`xdpctl clean --dry-run` lists them, `xdpctl clean` removes them"))
+        checks.append(Check("state", WARN, f"{len(found)} leftover(s): " + "; ".join(f.what for f in found) + busy,
+                            "`xdpctl clean --dry-run` lists them, `xdpctl clean` removes, settles or "
+                            "repairs them"))
     else:
-        checks.append(Check("state", OK, "xdpctl's state matches the interfaces"))
+        checks.append(Check("state", OK, "xdpctl's state matches the interfaces" + busy))
     other_abi = []
     for att in app.state.attachments(app.netns_ino):
         meta = att.read_meta()
@@ -145,6 +149,7 @@ def _state(app) -> list[Check]:
 def _orphans(app) -> Check:
     """Programs named like xdpctl's on interfaces whose state is gone (for
     example, pinned on a bpffs that vanished with `ip netns exec`)."""
+    from ..lifecycle import recovery
     from ..lifecycle.target import Target, prog_name
 
     orphans = []
@@ -153,7 +158,11 @@ def _orphans(app) -> Check:
             continue
         att = app.state.attachment(app.netns_ino, link.ifindex)
         target = Target(link, att, att.read_meta() if att.exists() else None)  # looks, never settles
-        if not target.ours and not (target.meta and target.meta.pending_prog_id == target.attached_id) and prog_name(target.attached_id).startswith("xdpctl_"):
+        if target.ours or (target.meta and target.meta.pending_prog_id == target.attached_id):
+            continue
+        if recovery.damaged(app, link, att, target.meta):
+            continue  # its state lost its meta pin: the state check reports it
+        if prog_name(target.attached_id).startswith("xdpctl_"):
             orphans.append(f"{link.ifname} (prog {target.attached_id})")
     if not orphans:
         return Check("programs", OK, "every program named xdpctl_* has its state")

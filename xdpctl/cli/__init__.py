@@ -14,18 +14,34 @@ layer below; nothing below imports it.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
-
-import click
-
-from .. import __version__
-from .app import App
-from .params import NETNS
-from ..errors import MissingCapability, XdpctlError
 
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
+
+
+def _interrupted_while_loading(signum, frame):
+    sys.stderr.write("xdpctl: interrupted\n")
+    sys.exit(EXIT_INTERRUPTED)
+
+
+# A Ctrl-C while the command line loads (click, the app) exits 130 quietly,
+# as it does once a command runs, instead of a KeyboardInterrupt traceback.
+_loading = threading.current_thread() is threading.main_thread()
+_previous = signal.signal(signal.SIGINT, _interrupted_while_loading) if _loading else None
+try:
+    import click
+
+    from .. import __version__
+    from .app import App
+    from .params import NETNS
+    from ..errors import MissingCapability, XdpctlError
+finally:
+    if _loading:
+        signal.signal(signal.SIGINT, _previous)
 
 # name -> module under xdpctl.cli; each module defines a click command `command`.
 COMMANDS = {

@@ -37,7 +37,7 @@ class App:
 
     @cached_property
     def state(self) -> State:
-        return State(self.state_root)
+        return State(self.state_root, namespace=lambda: self.netns_ino)
 
     @cached_property
     def netns_ino(self) -> int:

@@ -30,6 +30,7 @@ def command(app, dry_run, as_json):
         click.echo("Nothing to clean: xdpctl's state matches the interfaces.")
         return
     verb = {"remove": "would remove" if dry_run else "removed",
-            "settle": "would settle" if dry_run else "settled"}
+            "settle": "would settle" if dry_run else "settled",
+            "repair": "would repair" if dry_run else "repaired"}
     for f in found:
         click.echo(f"{verb[f.action]} {f.path}: {f.what}")

@@ -63,6 +63,8 @@ def status_table(data: dict) -> Table:
                 managed += f"\negress prog {eg['prog_id']}" + ("" if eg["attached"] else " missing")
         else:
             managed = "no"
+        if e.get("in_flight"):
+            managed = "changing (another xdpctl)"
         table.add_row(e["ifname"], e["mode"] or "-", str(e["prog_id"] or "-"), e.get("prog_name") or "?", managed)
     return table
 
@@ -72,7 +74,7 @@ def print_status(data: dict) -> None:
         _out.print("No interface carries an XDP program.")
     else:
         _out.print(status_table(data))
-    for s in data.get("stale", []):
+    for s in data.get("in_flight", []) + data.get("stale", []):
         _err.print(f"note: {s['ifname']}: {s['reason']}")
 
 

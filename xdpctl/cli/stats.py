@@ -13,7 +13,8 @@ from .params import IFACE, json_option
 @click.option("--watch", is_flag=True, help="Redraw a live table with packets/s and bits/s.")
 @click.option("--interval", type=click.FloatRange(min=0.1, max=3600), default=1.0, show_default=True,
               metavar="S", help="Seconds between redraws with --watch.")
-@click.option("--reset", is_flag=True, help="Zero the counters after reading them.")
+@click.option("--reset", is_flag=True,
+              help="Count from zero again after this reading (and the rules' hits); no frame is lost.")
 @click.pass_obj
 def command(app, ifaces, as_json, watch, interval, reset):
     """Per-protocol pass/drop packets and bytes of xdpctl's programs.

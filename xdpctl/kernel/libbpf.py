@@ -148,6 +148,7 @@ def _load():
             "libbpf_num_possible_cpus": [],
             "bpf_map_create": [ctypes.c_int, cp, u32, u32, u32, vp],
             "bpf_prog_load": [ctypes.c_int, cp, cp, vp, ctypes.c_size_t, vp],
+            "bpf_prog_bind_map": [ctypes.c_int, ctypes.c_int, vp],
         }.items():
             fn = getattr(lib, fname)
             fn.argtypes = args
@@ -191,8 +192,10 @@ def obj_get(path: str) -> int:
     return _check(_load().bpf_obj_get(os.fsencode(path)))
 
 
+BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_LRU_HASH = 9
+BPF_F_NO_PREALLOC = 1 << 0  # a hash whose updates replace elements whole (RCU)
 BPF_F_MMAPABLE = 1 << 10  # an array user space can mmap
 
 
@@ -222,6 +225,12 @@ def map_create(map_type: int, name: str, key_size: int, value_size: int, max_ent
 
 def obj_pin(fd: int, path: str) -> None:
     _check(_load().bpf_obj_pin(fd, os.fsencode(path)))
+
+
+def prog_bind_map(prog_fd: int, map_fd: int) -> None:
+    """Make the program hold a map it does not use (BPF_PROG_BIND_MAP, Linux
+    5.10): the map then lives as long as the program and is listed among its maps."""
+    _check(_load().bpf_prog_bind_map(prog_fd, map_fd, None))
 
 
 @contextlib.contextmanager

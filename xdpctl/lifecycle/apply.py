@@ -63,9 +63,11 @@ def apply(app, config: ConfigFile, dry_run: bool = False) -> tuple[list[Interfac
             for target, before, p in planned:
                 if not p.changes:
                     continue
+                # Put back if anything goes wrong from here: a Ctrl-C held until this
+                # interface's swap is done (deploy.py) arrives once it has changed.
+                done.append((p.name, before))
                 deploy(app, target, mode=p.mode, options=p.options, rules=p.rules,
                        next_id=p.next_id, next_seq=p.next_seq, current=before)
-                done.append((p.name, before))
         except BaseException:
             _put_back(app, done)
             raise
@@ -73,7 +75,8 @@ def apply(app, config: ConfigFile, dry_run: bool = False) -> tuple[list[Interfac
 
 
 def _put_back(app, done) -> None:
-    """Undo the interfaces an interrupted apply changed, newest first."""
+    """Undo the interfaces an interrupted apply changed, newest first (the
+    last may have been left as it was: putting it back changes nothing)."""
     from .detach import detach
 
     for name, before in reversed(done):

@@ -14,54 +14,56 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from ..kernel import privileges
-from . import egress, recovery
+from . import egress, namespaces, recovery
 from ..errors import MissingCapability
 
 @dataclass
 class Leftover:
     path: str
     what: str
-    action: str  # "remove" or "settle"
+    action: str  # "remove", "settle" or "repair"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def live_namespaces(proc: str = "/proc", named: str = "/var/run/netns") -> tuple[set[int], bool]:
-    """Inodes of every network namespace a process or a name holds, and
-    whether the view is complete: every process could be looked at, save
-    init, which some sandboxes hide and which lives in the initial namespace."""
-    inos, complete = set(), True
-    for pid in os.listdir(proc):
-        if pid.isdigit():
-            try:
-                inos.add(os.stat(f"{proc}/{pid}/ns/net").st_ino)
-            except FileNotFoundError:
-                pass  # it exited meanwhile
-            except OSError:
-                complete = complete and pid == "1"
-    try:
-        for name in os.listdir(named):
-            try:
-                inos.add(os.stat(os.path.join(named, name)).st_ino)
-            except OSError:
-                complete = False
-    except FileNotFoundError:
-        pass
-    return inos, complete
+GONE = ": the interface is gone"
+IN_FLIGHT = ("another xdpctl is changing this namespace's state (it holds its lock): a change in flight, "
+             "or one a killed xdpctl left; look again when it is done")
 
 
-def _here(app) -> list[Leftover]:
-    found = []
+def _here(app, busy: bool) -> tuple[list[Leftover], list[str]]:
+    """Leftovers in this namespace. busy: another xdpctl is changing its
+    state, so what looks mid-change may be its change in flight: said in a
+    note, not taken for a leftover (the interface being gone is a leftover
+    either way)."""
+    found, notes = _look_here(app)
+    if not busy:
+        return found, notes
+    sure = [f for f in found if f.what.endswith(GONE)]
+    return sure, notes + [f"{f.path}: {f.what}: {IN_FLIGHT}" for f in found if f not in sure]
+
+
+
+def _look_here(app) -> tuple[list[Leftover], list[str]]:
+    found: list[Leftover] = []
     for att in app.state.attachments(app.netns_ino):
         meta = att.read_meta()
         name = meta.ifname if meta else f"ifindex {att.ifindex}"
         link = app.netlink.link_by_index(att.ifindex)
         path = str(att.path)
         if link is None:
-            found.append(Leftover(path, f"state of {name}: the interface is gone", "remove"))
+            found.append(Leftover(path, f"state of {name}{GONE}", "remove"))
         elif recovery.unsettled(att, meta) or egress.unsettled(att, meta):
             found.append(Leftover(path, f"{link.ifname}: a change interrupted midway", "settle"))
+        elif missing := recovery.damaged(app, link, att, meta):
+            damage = recovery.describe_damage(missing)
+            if recovery.lost(link, missing):
+                found.append(Leftover(path, f"{link.ifname}: damaged beyond repair: {damage}, and its program "
+                                            "does not hold that map; the program stays, no longer managed",
+                                      "remove"))
+            else:
+                found.append(Leftover(path, f"{link.ifname}: damaged state: {damage}", "repair"))
         elif meta is None:
             found.append(Leftover(path, f"{link.ifname}: state of an attach that never finished", "remove"))
         elif not link.xdp or link.xdp.prog_id != meta.prog_id:
@@ -72,36 +74,41 @@ def _here(app) -> list[Leftover]:
         for entry in sorted(os.listdir(ns_dir)):
             if recovery.is_aside(entry):
                 found.append(Leftover(str(ns_dir / entry), "state set aside by an attach that was killed", "remove"))
-    return found
+    return found, []
 
 
 def _elsewhere(app) -> tuple[list[Leftover], list[str]]:
+    """The state of namespaces the kernel says are gone (namespaces.py)."""
     try:
         entries = sorted(os.listdir(app.state.root))
     except FileNotFoundError:
         return [], []
-    live, complete = live_namespaces()
     found, notes = [], []
     for entry in entries:
         if not (entry.startswith("ns") and entry[2:].isdigit()) or int(entry[2:]) == app.netns_ino:
             continue
         path = app.state.root / entry
-        if int(entry[2:]) in live:
-            if any(os.scandir(path)):
-                notes.append(f"{path}: another network namespace's state; `xdpctl --netns NAME clean` looks at it")
-            continue
-        if not complete:
-            notes.append(f"{path}: its namespace looks gone, but not every process could be looked at; left alone")
-            continue
-        found.append(Leftover(str(path), "state of a network namespace that no longer exists", "remove"))
+        lives = namespaces.lives(path, int(entry[2:]))
+        if lives:
+            notes.append(f"{path}: another network namespace's state; `xdpctl --netns NAME clean` looks at it")
+        elif lives is None:
+            notes.append(f"{path}: another network namespace's state, which this kernel cannot say is alive "
+                         "or gone (no namespace handle: Linux before 6.18, or state of an older xdpctl); left "
+                         f"alone: `xdpctl --netns NAME clean` in it, or `rm -r {path}` once it is gone")
+        else:
+            found.append(Leftover(str(path), "state of a network namespace that no longer exists", "remove"))
     return found, notes
 
 
 def find(app) -> tuple[list[Leftover], list[str]]:
+    """Leftovers, and notes on what is left alone. No change starts in this
+    namespace while it looks, unless one was in flight already (State.looking)."""
     privileges.require_bpf("looking for xdpctl's leftover state")
     try:
-        elsewhere, notes = _elsewhere(app)
-        return _here(app) + elsewhere, notes
+        with app.state.looking(app.netns_ino) as busy:
+            here, notes = _here(app, busy)
+            elsewhere, more = _elsewhere(app)
+        return here + elsewhere, notes + more
     except PermissionError as exc:
         raise MissingCapability(f"reading {app.state.root}", "root") from exc
 
@@ -112,9 +119,11 @@ def clean(app, dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
         return find(app)
     privileges.require_attach("cleaning xdpctl's leftover state", loads=False)
     with app.state.lock():
+        for att in app.state.attachments(app.netns_ino):  # state an older xdpctl made here
+            namespaces.record(att)
         found, notes = find(app)
         for item in found:
-            if item.action == "settle":
+            if item.action in ("settle", "repair"):
                 att = next(a for a in app.state.attachments(app.netns_ino) if str(a.path) == item.path)
                 recovery.recover(app, app.netlink.link_by_index(att.ifindex), att)
             else:

@@ -8,10 +8,13 @@ Every change goes one of two ways:
 - it does not (a new kind of match, more rules than the tables hold, other
   options, a first attach): compile a program for a grown layout. Its new
   tables hold the *current* rules in the active generation and the new rules
-  in the other, so replacing the program (atomically, compare-and-swap
-  against the old one) changes nothing by itself; then the flip commits.
-  Maps whose layout did not change (counters, config, rules) are reused, so
-  no frame goes uncounted; hits move to a bigger map when they must.
+  in the other, written before the swap; the program is replaced
+  (atomically, compare-and-swap against the old one) and the generation
+  flipped right after, config_flip recording both so that recovery.py
+  settles a kill in between to old or new. A Ctrl-C waits until the change
+  is done (signals.py). Maps whose layout did not change (counters, config,
+  rules) are reused, so no frame goes uncounted; hits move to a bigger map
+  when they must.
 
 A failure before the commit point removes what the attempt created; the old
 program, maps and rules stay as they were.
@@ -24,16 +27,18 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..datapath import contract
 from ..rules import engine
 from .. import faults
 from . import egress
 from ..kernel import libbpf, privileges
-from ..errors import ForeignProgram, KernelError, ModeError
+from ..errors import BpffsMissing, ForeignProgram, KernelError, ModeError, XdpctlError
 from ..datapath.layout import Layout
 from ..kernel.netlink import AlreadyAttached
 from ..datapath.program import FilterOptions, filter_program
+from . import namespaces, recovery, signals
 from .recovery import PIN_PROG_NEW, aside_path, drop_unused_pins
 from ..rules.model import Rule
 from ..rules.tables import build
@@ -72,7 +77,13 @@ class Current:
         layout = Layout.unpack(meta.layout)
         gen, rules, next_id, next_seq, inactive = 0, [], 1, 1, {}
         config = target.att.pin(contract.PIN_CONFIG)
-        if layout.engine and os.path.exists(config):
+        if layout.engine:
+            for pin in (contract.PIN_CONFIG, contract.PIN_RULES):
+                if not os.path.exists(target.att.pin(pin)):  # unpinned behind xdpctl's back, for good
+                    raise KernelError(
+                        f"xdpctl's state for {target.ifname} is damaged beyond repair: its {pin} pin is "
+                        f"missing; the program still filters as it did. `xdpctl detach {target.ifname}` "
+                        f"removes it, `xdpctl clean` stops managing it")
             gen, _count, next_id, next_seq = engine.read_config(config)
             stored = engine.read_rules_raw(target.att.pin(contract.PIN_RULES))
             rules = [Rule.unpack(raw) for raw in stored[gen].values()]
@@ -109,22 +120,54 @@ def deploy(app, target: Target, *, mode: str, options: FilterOptions, rules: lis
     if current is not None and current.options == options and current.mode == mode \
             and current.layout.fits(built.needs):
         if current.layout.engine:
-            _write_and_flip(att, current.layout, current, built, rules, next_id, next_seq)
+            try:
+                _write_and_flip(att, current.layout, current, built, rules, next_id, next_seq)
+            except (XdpctlError, OSError) as exc:
+                _check_bpffs(app, target.ifname, False, exc)
+                raise
         return Outcome(target.meta.prog_id, False, layout=current.layout)
     return _swap(app, target, current, mode=mode, options=options, built=built, rules=rules,
                  next_id=next_id, next_seq=next_seq, force=force)
 
 
+def _check_bpffs(app, ifname: str, committed: bool, exc: BaseException) -> None:
+    """If bpffs went from under a change (`umount -l`), say so instead of
+    what failed because of it (a compile that cannot open its pinned maps,
+    a pin that is not there)."""
+    from ..kernel.bpffs import BPFFS, is_mounted
+
+    root = app.state.root
+    if root.is_dir() and (root.parent != Path(BPFFS) or is_mounted(BPFFS)):
+        return
+    what = ("the new program went in, but xdpctl could not finish recording it (where the state is still "
+            "reachable, the next xdpctl puts the old one back)" if committed
+            else f"nothing on {ifname} was changed")
+    raise BpffsMissing(
+        f"bpffs was unmounted from {BPFFS} while xdpctl was changing {ifname}, and xdpctl's state (its pins) "
+        f"with it: {what}. Mount it again (`mount -t bpf bpf {BPFFS}`); `xdpctl doctor` then says what "
+        "xdpctl still knows") from exc
+
+
 def _write_and_flip(att, layout: Layout, current: Current, built, rules: list[Rule], next_id: int,
                     next_seq: int) -> None:
     """Write the inactive generation, then flip to it (the commit point)."""
+    _write_inactive(att, layout, current, built, rules)
+    engine.write_config(att.pin(contract.PIN_CONFIG), 1 - current.gen, len(rules), next_id, next_seq)
+
+
+def _write_inactive(att, layout: Layout, current: Current, built, rules: list[Rule]) -> None:
+    """Write rules and tables into the generation no program reads (the
+    inactive one of layout's tables); nothing changes until the flip."""
     new = 1 - current.gen
     engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
     engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
-    # Hits of slots no rule of the active generation uses start at zero.
+    # A rule new to the interface (an id never given before) may take the slot
+    # of a rule deleted earlier: its hits start at zero. A rule that comes back
+    # with its own id (a failed apply putting back what it removed) keeps its
+    # hits, which its slot still holds: slots are given only to new ids.
     active = {r.slot for r in current.rules}
-    engine.zero_hits(att.pin(layout.pin_hits()), sorted({r.slot for r in rules} - active))
-    engine.write_config(att.pin(contract.PIN_CONFIG), new, len(rules), next_id, next_seq)
+    fresh = {r.slot for r in rules if r.id >= current.next_id}
+    engine.zero_hits(att.pin(layout.pin_hits()), sorted(fresh - active))
 
 
 def _swap(app, target: Target, current: Current | None, *, mode: str, options: FilterOptions, built,
@@ -150,6 +193,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
     pins_before = set(att.pins())
     if current is None:
         app.state.create(att)
+        namespaces.record(att)  # so that clean can ask the kernel whether the namespace lives
 
     loaded = None
     committed = False
@@ -177,47 +221,68 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         if app.verbose and loaded.cache:
             notes.append("note: " + loaded.cache)
         new_id = libbpf.prog_info(loaded.prog_fd).id
+        _hold_records(att, loaded.prog_fd, layout)
         hits_copied: dict[int, tuple[int, int]] = {}
         if new_hits and old_layout.engine:
             hits_copied = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)
             engine.add_hits(att.pin(layout.pin_hits()), hits_copied)
+        flip = None
         if current is None and layout.engine:
             # A first attach: the attach itself is the commit point.
             engine.write_rules(att.pin(contract.PIN_RULES), gen, rules)
             engine.write_config(att.pin(contract.PIN_CONFIG), gen, len(rules), next_id, next_seq)
+        elif layout.engine:
+            # The new rules go into the inactive generation now, where neither
+            # program reads them; the flip follows the swap at once, and
+            # config_flip records it, so that a kill in between settles to
+            # the old program with the old rules or the new with the new.
+            _write_inactive(att, layout, current, built, rules)
+            config = att.pin(contract.PIN_CONFIG)
+            flip = engine.config_value(1 - gen, len(rules), next_id, next_seq)
         now = int(time.time())
         attached_at = target.meta.attached_at if current else now
         att.write_meta(_meta(target, app, prog_id=target.meta.prog_id if current else 0, pending=new_id,
                              mode=mode, options=current.options if current else options,
                              layout=old_layout if current else layout, attached_at=attached_at))
+        if flip is not None:  # after pending: config_flip with nothing pending means "recorded"
+            recovery.record_flip(att, engine.read_config_raw(config), flip)
+        faults.point("flip-pinned")
         libbpf.obj_pin(loaded.prog_fd, att.pin(PIN_PROG_NEW))
         faults.point("pinned-new")
         flows.attach()  # recording flows before the XDP program looks them up
-        replaced = _attach(app, target, loaded.prog_fd, mode, current is not None, force)
-        committed = True
-        faults.point("swapped")
-        # Record, then move the pin: a crash between the two leaves a state
-        # that recovery.settle finishes (see there).
-        att.write_meta(_meta(target, app, prog_id=new_id, pending=0, mode=mode, options=options,
-                             layout=layout, attached_at=attached_at))
-        faults.point("recorded")
-        flows.commit()
-        os.replace(att.pin(PIN_PROG_NEW), att.pin(contract.PIN_PROG))
+        # From the swap on, the change must be finished: a Ctrl-C waits until
+        # it is; a SIGKILL leaves what recovery.settle finishes or undoes.
+        with signals.held():
+            replaced = _attach(app, target, loaded.prog_fd, mode, current is not None, force)
+            committed = True
+            faults.point("swapped")
+            if flip is not None:
+                engine.store_config(config, flip)
+            faults.point("flipped")
+            # Record, then move the pin: a crash between the two leaves a
+            # state that recovery.settle finishes (see there).
+            att.write_meta(_meta(target, app, prog_id=new_id, pending=0, mode=mode, options=options,
+                                 layout=layout, attached_at=attached_at))
+            faults.point("recorded")
+            flows.commit()
+            os.replace(att.pin(PIN_PROG_NEW), att.pin(contract.PIN_PROG))
+            recovery.forget_flip(att)
         if new_hits and old_layout.engine:
             time.sleep(HITS_SETTLE_S)  # the old program's last frames
             final = engine.read_hits(att.pin(old_layout.pin_hits()), old_layout.slots)
             engine.add_hits(att.pin(layout.pin_hits()), {
                 s: (p - hits_copied.get(s, (0, 0))[0], b - hits_copied.get(s, (0, 0))[1])
                 for s, (p, b) in final.items() if (p, b) != hits_copied.get(s, (0, 0))})
-        if current is not None and layout.engine:
-            _write_and_flip(att, layout, current, built, rules, next_id, next_seq)
         flows.finish()
-    except BaseException:
+    except BaseException as exc:
         if not committed:
             flows.undo()
             _roll_back(att, current, pins_before, target.meta)
             if stale_aside is not None:
-                os.rename(stale_aside, att.path)
+                with contextlib.suppress(FileNotFoundError):  # gone with bpffs, if it was unmounted
+                    os.rename(stale_aside, att.path)
+        if isinstance(exc, (XdpctlError, OSError)):
+            _check_bpffs(app, target.ifname, committed, exc)
         raise
     finally:
         if loaded is not None:
@@ -228,6 +293,18 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         shutil.rmtree(stale_aside, ignore_errors=True)
     drop_unused_pins(att, layout)
     return Outcome(new_id, True, replaced, layout, notes)
+
+
+def _hold_records(att, prog_fd: int, layout: Layout) -> None:
+    """Have the program hold the maps only user space reads (meta, rules), as
+    it holds those it uses: should their pins be removed behind xdpctl's
+    back, recovery.repair pins them again from the program."""
+    for pin in (contract.PIN_META, contract.PIN_RULES) if layout.engine else (contract.PIN_META,):
+        try:
+            with libbpf.opened(att.pin(pin)) as map_fd:
+                libbpf.prog_bind_map(prog_fd, map_fd)
+        except OSError:
+            pass  # a kernel before 5.10: such a pin, once removed, cannot be repaired
 
 
 def _attach(app, target: Target, fd: int, mode: str, own: bool, force: bool) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..datapath import contract
+from ..datapath import contract, counters
 from ..rules import engine
 from ..kernel import privileges
 from .deploy import Current, deploy
@@ -95,11 +95,18 @@ def delete(app, ifname: str, rule_id: int) -> Change:
     return Change(gone[0], outcome.compiled, outcome.prog_id, outcome.notes)
 
 
-def hits_of(target: Target, rules: list[Rule]) -> dict[int, tuple[int, int]]:
+def raw_hits(target: Target, rules: list[Rule]) -> dict[int, tuple[int, int]]:
+    """The rules' hits as the program counted them, since each rule came."""
     layout = Layout.unpack(target.meta.layout)
     if not layout.engine or not rules:
         return {}
     return engine.read_hits(target.att.pin(layout.pin_hits()), layout.slots)
+
+
+def hits_of(target: Target, rules: list[Rule]) -> dict[int, tuple[int, int]]:
+    """The rules' hits since the last `stats --reset` (datapath/counters.py)."""
+    base = counters.read_baseline(str(target.att.path))
+    return counters.hits_since(raw_hits(target, rules), base)
 
 
 def describe(rules: list[Rule], hits: dict[int, tuple[int, int]]) -> list[dict]:

@@ -34,7 +34,7 @@ import shutil
 import stat
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..datapath import contract
 from ..kernel import libbpf
@@ -98,6 +98,10 @@ class Attachment:
     def remove(self) -> None:
         """Unpin everything (maps and program go when nothing else holds them)."""
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class LockHeld(XdpctlError):
+    """Another xdpctl held the state lock for longer than the wait allowed."""
 
 
 def _state_error(exc: OSError, what: str) -> XdpctlError:
@@ -173,9 +177,12 @@ def _check_parent(fd: int, path: Path) -> None:
 
 
 class State:
-    def __init__(self, root: str = STATE_ROOT):
+    def __init__(self, root: str = STATE_ROOT, namespace: Callable[[], int] | None = None):
+        """namespace: the inode of the network namespace this xdpctl acts in,
+        whose directory its lock marks as being changed (looking())."""
         self.root = Path(root)
         self._held = False
+        self._namespace = namespace
 
     def _open_root(self, make: bool) -> int | None:
         """The root, checked (see _open_dir); None when it is not there."""
@@ -266,6 +273,70 @@ class State:
         return found
 
     @contextlib.contextmanager
+    def looking(self, netns_ino: int) -> Iterator[bool]:
+        """Whether another xdpctl is changing the state of that namespace
+        (it holds its lock: True, at once), else False, with a shared lock on
+        the namespace's directory for the block, so that no change starts
+        there meanwhile. How a reader tells a change in flight (its pending
+        mark, its half-made directory) from one a killed xdpctl left; a
+        change in another namespace does not count. Never wait for the state
+        lock inside the block: a change holds it while it waits for this one."""
+        if self._held:
+            yield False
+            return
+        try:
+            fd = os.open(self.root / f"ns{netns_ino}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield False  # no state there
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                busy = False
+            except BlockingIOError:
+                busy = True
+            yield busy
+        finally:
+            os.close(fd)
+
+    def _lock_namespace(self, deadline: float) -> int | None:
+        """Mark this namespace's state as being changed (looking()): an
+        exclusive flock on its directory, once the state lock is held. Readers
+        hold it shared only while they look."""
+        if self._namespace is None:
+            return None
+        ns_dir = self.root / f"ns{self._namespace()}"
+        ns_dir.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(ns_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockHeld(f"another xdpctl process kept looking at {ns_dir}; is one stuck?") from None
+                time.sleep(0.01)
+
+    @contextlib.contextmanager
+    def try_lock(self) -> Iterator[bool]:
+        """The lock if no other xdpctl holds it (True, held for the block),
+        else False at once. Without a root there is nothing to look at, and
+        nothing is made."""
+        if not self._held and not self.root.is_dir():
+            yield True
+            return
+        acquired = False
+        try:
+            with self.lock(timeout=0):
+                acquired = True
+                yield True
+        except LockHeld:
+            if acquired:
+                raise
+            yield False
+
+    @contextlib.contextmanager
     def lock(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         """Serialise changes: one xdpctl at a time changes anything on bpffs.
 
@@ -289,8 +360,8 @@ class State:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         break
                     except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise XdpctlError(
+                        if time.monotonic() >= deadline:
+                            raise LockHeld(
                                 f"another xdpctl process held {self.root} for {timeout:.0f} s; "
                                 "is one stuck? (`fuser -v` on the directory shows it)"
                             ) from None
@@ -301,11 +372,14 @@ class State:
                     current = None
                 if current != os.fstat(fd).st_ino:
                     continue  # locked a root that was pruned meanwhile
+                ns_fd = self._lock_namespace(max(deadline, time.monotonic() + 5))
                 self._held = True
                 try:
                     yield
                 finally:
                     self._held = False
+                    if ns_fd is not None:
+                        os.close(ns_fd)
                     self.prune()
                 return
             finally:

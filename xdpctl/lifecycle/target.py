@@ -10,6 +10,7 @@ refuses it, and it is left as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ class Target:
     link: Link
     att: Attachment
     meta: contract.Meta | None
+    # Its state is mid-change and another xdpctl is changing this namespace's
+    # state (it holds its lock): a change in flight, not a leftover
+    # (load(wait=False) only).
+    in_flight: bool = False
 
     @property
     def ifname(self) -> str:
@@ -77,16 +82,27 @@ def resolve(app, ifname: str) -> Target:
     return load(app, link).refuse_other_abi()
 
 
-def load(app, link: Link) -> Target:
-    """The target for link, settling first what a killed xdpctl left midway."""
+def load(app, link: Link, wait: bool = True) -> Target:
+    """The target for link, settling first what a killed xdpctl left midway.
+
+    State that is mid-change is a killed xdpctl's only while no other one
+    is changing this namespace's state (State.looking). wait: wait for the
+    lock (and so for a change in flight to end), then settle; else, if a
+    change is in flight, return the target as it is, marked in_flight."""
     att = app.state.attachment(app.netns_ino, link.ifindex)
     target = Target(link, att, att.read_meta() if att.exists() else None)
     if target.other_abi:
         return target  # not this xdpctl's to settle (resolve refuses it)
     if recovery.unsettled(att, target.meta) or recovery.leftovers(att, target.meta) \
-            or egress.unsettled(att, target.meta):
-        with app.state.lock():  # pending under the lock is a killed xdpctl's
-            link = recovery.recover(app, link, att)
+            or recovery.damaged(app, link, att, target.meta) or egress.unsettled(att, target.meta):
+        if not wait:
+            with app.state.looking(app.netns_ino) as busy:
+                if busy:
+                    return dataclasses.replace(target, in_flight=True)
+        with app.state.lock():
+            recovery.recover(app, link, att)  # pending under the lock is a killed xdpctl's
+        # The link as it is now: a change may have ended while this waited.
+        link = app.netlink.link_by_index(link.ifindex) or link
         target = Target(link, att, att.read_meta() if att.exists() else None)
     return target
 
@@ -114,12 +130,15 @@ def _gone(app, ifname: str | None) -> list[tuple]:
     return found
 
 
-def forget_gone(app, ifname: str | None = None) -> list[str]:
+def forget_gone(app, ifname: str | None = None, wait: bool = True) -> list[str]:
     """Remove state whose interface no longer exists; return those names.
-    Looks without the lock first, so read-only commands stay read-only."""
+    Looks without the lock first, so read-only commands stay read-only.
+    wait=False: leave it for later if another xdpctl holds the lock."""
     if not _gone(app, ifname):
         return []
-    with app.state.lock():
+    with app.state.lock() if wait else app.state.try_lock() as free:
+        if free is False:
+            return []
         gone = _gone(app, ifname)
         for att, _ in gone:
             att.remove()

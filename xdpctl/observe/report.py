@@ -13,17 +13,8 @@ from ..kernel import privileges
 from ..errors import NotManaged
 from ..datapath.program import FilterOptions
 from ..lifecycle.deploy import Current
-from ..lifecycle.ruleops import describe, hits_of
+from ..lifecycle.ruleops import describe, raw_hits
 from ..lifecycle.target import Target, forget_gone, load, prog_name, recorded, resolve
-
-
-def _reset_hits(target: Target, current: Current) -> None:
-    from ..rules import engine
-    from ..datapath.layout import Layout
-
-    layout = Layout.unpack(target.meta.layout)
-    if layout.engine:
-        engine.zero_hits(target.att.pin(layout.pin_hits()), [r.slot for r in current.rules])
 
 
 def _when(seconds: int) -> str:
@@ -48,14 +39,26 @@ def _entry(target: Target) -> dict:
     return entry
 
 
+IN_FLIGHT = ("another xdpctl is changing it (it holds its namespace's lock); `xdpctl status` again shows "
+             "the outcome")
+
+
 def status(app) -> dict:
-    """Every interface with an XDP program, xdpctl's or not."""
-    gone = forget_gone(app)
+    """Every interface with an XDP program, xdpctl's or not. A change another
+    xdpctl has in flight is said to be so, not taken for a leftover, and not
+    waited for."""
+    gone = forget_gone(app, wait=False)
     out = []
     stale = []
+    in_flight = []
     for link in app.netlink.links():
-        target = load(app, link)
+        target = load(app, link, wait=False)
         link = target.link
+        if target.in_flight:
+            in_flight.append({"ifname": link.ifname, "ifindex": link.ifindex, "reason": IN_FLIGHT})
+            if link.xdp:
+                out.append(dict(_entry(target), in_flight=True))
+            continue
         if target.other_abi:
             stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
                           "reason": f"state written by xdpctl ABI version {target.meta.abi_version} "
@@ -70,6 +73,8 @@ def status(app) -> dict:
             stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
                           "reason": "xdpctl's state remains but no program is attached"})
     result = {"interfaces": out}
+    if in_flight:
+        result["in_flight"] = in_flight
     if stale or gone:
         result["stale"] = stale + [{"ifname": n, "ifindex": None, "reason": "interface gone; state removed"}
                                    for n in gone]
@@ -90,18 +95,33 @@ def _managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
 
 
 def stats(app, ifnames: tuple[str, ...] = (), reset: bool = False) -> dict:
-    """Counters of the given managed interfaces, or of all of them."""
+    """Counters of the given managed interfaces, or of all of them, since the
+    last reset. reset: start them again from what this read (nothing the
+    program counts meanwhile is lost: see datapath/counters.py)."""
     privileges.require_bpf("reading xdpctl's counters")
     out = []
     for target in _managed_targets(app, ifnames):
-        entry = _entry(target)
-        pin = target.att.pin(contract.PIN_COUNTERS)
-        entry["counters"] = counters.read(pin)
-        entry["total"] = counters.total(entry["counters"])
-        current = Current.read(target)
-        entry["rules"] = describe(current.rules, hits_of(target, current.rules))
-        if reset:
-            counters.reset(pin)
-            _reset_hits(target, current)
-        out.append(entry)
+        if not reset:
+            out.append(_stats_entry(target, False))
+            continue
+        with app.state.lock():  # one reset at a time, and no change of rules meanwhile
+            target = load(app, app.netlink.link_by_index(target.link.ifindex) or target.link)
+            if not target.ours:
+                raise NotManaged(target.ifname)
+            out.append(_stats_entry(target, True))
     return {"interfaces": out}
+
+
+def _stats_entry(target: Target, reset: bool) -> dict:
+    entry = _entry(target)
+    directory = str(target.att.path)
+    base = counters.read_baseline(directory)  # before the counts: see there
+    raw = counters.read(target.att.pin(contract.PIN_COUNTERS))
+    current = Current.read(target)
+    hits = raw_hits(target, current.rules)
+    entry["counters"] = counters.since(raw, base)
+    entry["total"] = counters.total(entry["counters"])
+    entry["rules"] = describe(current.rules, counters.hits_since(hits, base))
+    if reset:
+        counters.write_baseline(directory, raw, {r.slot: hits.get(r.slot, (0, 0)) for r in current.rules})
+    return entry

@@ -14,7 +14,7 @@ import os
 import struct
 import time
 
-from ..datapath import contract
+from ..datapath import contract, counters
 from ..kernel import libbpf
 from ..datapath.layout import Layout
 from .model import Rule
@@ -64,19 +64,32 @@ def read_tables(path: str, gen: int, size: int) -> bytes:
 # --- config: the generation switch ---------------------------------------------
 
 
+def read_config_raw(path: str) -> bytes:
+    """The config as stored (struct xdpctl_config)."""
+    with libbpf.opened(path) as fd:
+        return libbpf.map_lookup(fd, _KEY0, contract.CONFIG.size) or bytes(contract.CONFIG.size)
+
+
 def read_config(path: str) -> tuple[int, int, int, int]:
     """(gen, rules, next_id, next_seq)."""
-    with libbpf.opened(path) as fd:
-        raw = libbpf.map_lookup(fd, _KEY0, contract.CONFIG.size)
-    gen, rules, next_id, next_seq, _zero, _pad = contract.CONFIG.unpack(raw)
+    gen, rules, next_id, next_seq, _zero, _pad = contract.CONFIG.unpack(read_config_raw(path))
     return gen, rules, max(next_id, 1), max(next_seq, 1)
 
 
-def write_config(path: str, gen: int, rules: int, next_id: int, next_seq: int) -> None:
-    """One store: the flip. config.zero stays 0 (the verifier trick needs it)."""
+def config_value(gen: int, rules: int, next_id: int, next_seq: int) -> bytes:
+    """A struct xdpctl_config; its padding stays 0."""
+    return contract.CONFIG.pack(gen, rules, next_id, next_seq, 0, 0)
+
+
+def store_config(path: str, raw: bytes) -> None:
+    """One store: the flip (or its undoing, by recovery)."""
     with libbpf.opened(path) as fd:
-        libbpf.map_update(fd, _KEY0, contract.CONFIG.pack(gen, rules, next_id, next_seq, 0, 0))
+        libbpf.map_update(fd, _KEY0, raw)
     time.sleep(FLIP_SETTLE_S)
+
+
+def write_config(path: str, gen: int, rules: int, next_id: int, next_seq: int) -> None:
+    store_config(path, config_value(gen, rules, next_id, next_seq))
 
 
 # --- the recorded rules ------------------------------------------------------------
@@ -144,11 +157,13 @@ def read_hits(path: str, slots: int) -> dict[int, tuple[int, int]]:
 
 
 def zero_hits(path: str, slots: list[int]) -> None:
+    """Start the hits of slots given to new rules at zero (and their baseline)."""
     if not slots:
         return
     with libbpf.opened(path) as fd:
         keys = b"".join(struct.pack("<I", s) for s in slots)
         libbpf.map_update_batch(fd, keys, bytes(_hits_value_size() * len(slots)), len(slots))
+    counters.forget_hits(os.path.dirname(path), slots)
 
 
 def add_hits(path: str, hits: dict[int, tuple[int, int]]) -> None:

@@ -16,9 +16,13 @@ discovery), and the peer's IPv4 address exists only for frames' sake.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
+import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from ..kernel import netlink
 from .endpoints import Endpoints
@@ -135,40 +139,84 @@ def find(name: str) -> Lab:
     raise BadInput(f"no lab named {name!r}; `xdpctl lab list` lists them, `xdpctl lab up {name}` makes it")
 
 
+LOCK_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def _labs_locked(timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """One xdpctl at a time makes or removes labs: the name and the index a
+    lab gets are checked and claimed under an flock on the netns directory."""
+    os.makedirs(netlink.NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    fd = os.open(netlink.NETNS_RUN_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise XdpctlError(f"another xdpctl held {netlink.NETNS_RUN_DIR} for {timeout:.0f} s while "
+                                      "making or removing a lab; is one stuck?") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def up(name: str, isolated: bool = False) -> Lab:
     """Make a lab. isolated: put the host end in its own namespace too."""
     validate_name(name)
-    existing = labs()
-    if any(lab.name == name for lab in existing):
-        raise BadInput(f"lab {name!r} exists already; `xdpctl lab down {name}` removes it")
-    used = {lab.index for lab in existing}
-    index = next((i for i in range(1, MAX_LABS) if i not in used), None)
-    if index is None:
-        raise XdpctlError(f"{MAX_LABS - 1} labs exist already; remove some with `xdpctl lab down`")
-    lab = Lab(name, index, NETNS_PREFIX + name + "-host" if isolated else None)
-    if lab.host_netns is None:
-        with netlink.Netlink() as host:
-            if any(link.ifname == lab.host_if for link in host.links()):
-                raise BadInput(f"an interface named {lab.host_if} exists already and is not a lab's")
-    try:
-        _build(lab)
-    except BaseException:
-        down(lab)
-        raise
+    with _labs_locked():
+        existing = labs()
+        if any(lab.name == name for lab in existing):
+            raise BadInput(f"lab {name!r} exists already; `xdpctl lab down {name}` removes it")
+        used = {lab.index for lab in existing}
+        index = next((i for i in range(1, MAX_LABS) if i not in used), None)
+        if index is None:
+            raise XdpctlError(f"{MAX_LABS - 1} labs exist already; remove some with `xdpctl lab down`")
+        lab = Lab(name, index, NETNS_PREFIX + name + "-host" if isolated else None)
+        if lab.host_netns is None:
+            with netlink.Netlink() as host:
+                if any(link.ifname == lab.host_if for link in host.links()):
+                    raise BadInput(f"an interface named {lab.host_if} exists already and is not a lab's")
+        made: list[str] = []
+        try:
+            _build(lab, made)
+        except BaseException as exc:
+            _unmake(lab, made)  # only what this attempt made: never another's lab
+            if isinstance(exc, FileExistsError):
+                raise BadInput(f"lab {name!r} exists already (made meanwhile by another tool); "
+                               f"`xdpctl lab down {name}` removes it") from None
+            raise
     return lab
 
 
-def _build(lab: Lab) -> None:
-    netlink.netns_create(lab.netns)
+def _build(lab: Lab, made: list[str]) -> None:
+    """Make the lab, appending to made what exists because of this call."""
+    netlink.netns_create(lab.netns)  # fails if the name is taken: the claim
+    made.append("netns")
     if lab.host_netns:
         netlink.netns_create(lab.host_netns)
+        made.append("host_netns")
     # The peer's IPv6 stack goes off before its interface exists, so it never
     # sends a router solicitation, MLD report or DAD probe.
     for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
         netlink.write_sysctl_in(lab.netns, key, "1")
     with netlink.Netlink(namespace=lab.host_netns) as host:
         host.veth_create(lab.host_if, lab.peer_if, peer_netns=lab.netns)
+        made.append("veth")
     configure(lab)
+
+
+def _unmake(lab: Lab, made: list[str]) -> None:
+    if "veth" in made and lab.host_netns is None:
+        with contextlib.suppress(XdpctlError, OSError), netlink.Netlink() as host:
+            host.link_delete(lab.host_if)
+    if "netns" in made:
+        netlink.netns_remove(lab.netns)  # takes the peer end, and so the pair, along
+    if "host_netns" in made:
+        netlink.netns_remove(lab.host_netns)
 
 
 def configure(lab: Lab) -> None:
@@ -195,7 +243,11 @@ def _netns_ino(name: str | None) -> int:
 def down(lab: Lab, state: State | None = None) -> None:
     """Remove a lab: the host end, its namespaces, and any xdpctl state for
     the host end (deleting the veth takes its XDP program along)."""
-    state = state or State()
+    with _labs_locked():
+        _down(lab, state or State())
+
+
+def _down(lab: Lab, state: State) -> None:
     stale = None
     host_ns_alive = lab.host_netns is None or lab.host_netns in netlink.netns_names()
     if host_ns_alive:
