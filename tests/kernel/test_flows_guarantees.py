@@ -167,8 +167,9 @@ def egress_state(klab) -> str:
 
 
 # Before the XDP swap, the old state stays; once the swap is recorded, the new one.
-ADD_OUTCOME = {"pinned-new": "without", "egress-recorded": "without", "egress-qdisc": "without",
-               "egress-attached": "without", "swapped": "without", "recorded": "with"}
+ADD_OUTCOME = {"flip-pinned": "without", "pinned-new": "without", "egress-recorded": "without",
+               "egress-qdisc": "without", "egress-attached": "without", "swapped": "without",
+               "flipped": "without", "recorded": "with"}
 
 
 @pytest.mark.parametrize("point", list(ADD_OUTCOME))
@@ -193,7 +194,8 @@ def test_the_first_established_rule_killed_at_each_step(klab, point):
 
 
 # Taking it away: the flip and the release follow the swap.
-DEL_OUTCOME = {"pinned-new": "with", "swapped": "with", "recorded": "without"}
+DEL_OUTCOME = {"flip-pinned": "with", "pinned-new": "with", "swapped": "with", "flipped": "with",
+               "recorded": "without"}
 
 
 @pytest.mark.parametrize("point", list(DEL_OUTCOME))
