@@ -2,7 +2,8 @@
 # xdpctl's one set-up script, used by the README, .ci/run and vagrant/.
 #
 #   scripts/setup.sh demo    set up, then run the demo on a built-in veth lab
-#   scripts/setup.sh test    set up, then run the whole test suite
+#   scripts/setup.sh test    set up, then run the whole test suite (unit, kernel,
+#                            and the kernel matrix: scripts/matrix.sh)
 #   scripts/setup.sh setup   set up only
 #
 # Set-up installs what the system needs (BCC's Python bindings, kernel headers
@@ -192,6 +193,11 @@ run_tests() {
     fi
     say "kernel tests (root: real XDP programs on veths in namespaces)"
     as_root env XDPCTL_REQUIRE_KERNEL_TESTS=1 "$py" -m pytest "${common[@]}" tests/kernel
+    # The kernels users run: every variant of the program, the kernel tests
+    # marked `matrix` and selftest, on this kernel and in VMs booted with
+    # Debian 12's 6.1 and 6.12 (scripts/vm.sh installs what it needs).
+    say "kernel matrix (this kernel, then Debian 12's 6.1 and 6.12 in VMs)"
+    "$REPO/scripts/matrix.sh"
 }
 
 case "${1:-setup}" in

@@ -35,7 +35,6 @@ def test_without_options_everything_passes_and_is_counted(klab):
     assert klab.wait_for_total(len(mix) * 3) == expected(sent, drop_non_ip=False)
 
 
-@pytest.mark.matrix
 def test_passed_udp_reaches_a_socket_and_arp_does_not_get_through(klab):
     lab = klab.lab
     klab.xdpctl("attach", klab.iface, "--drop-non-ip")

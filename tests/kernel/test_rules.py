@@ -51,7 +51,6 @@ def ep(klab, **kw):
     return klab.lab.endpoints(**kw)
 
 
-@pytest.mark.matrix
 def test_the_issue_examples_decide_exactly(klab):
     klab.xdpctl("attach", klab.iface)
     lab = klab.lab
@@ -89,7 +88,6 @@ def test_first_match_priority_and_insertion_order(klab):
     assert [r["id"] for r in entry["rules"]] == [urgent, first, second]
 
 
-@pytest.mark.matrix
 @pytest.mark.parametrize("policy", ["allow", "deny"])
 def test_policy_decides_what_no_rule_does(klab, policy):
     klab.xdpctl("attach", klab.iface, "--policy", policy)
@@ -181,7 +179,6 @@ class Stream:
         self.thread.join(timeout=30)
 
 
-@pytest.mark.matrix
 def test_a_rule_of_a_kind_in_use_takes_effect_without_reload(klab):
     klab.xdpctl("attach", klab.iface)
     add(klab, "drop", "--proto", "udp", "--dport", "53")

@@ -36,7 +36,7 @@ from xdpctl.kernel.kernel_version import running_release
 from xdpctl.lifecycle.state import scratch_dir
 from xdpctl.rules import engine
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.matrix]
 
 VARIANTS = variants()
 XDP_DROP, XDP_PASS = 1, 2
