@@ -57,6 +57,11 @@ struct xdpctl_pkt {
 	__u16 dport;
 	__u16 l3_off;        /* l3 - l2, for the rule engine */
 	__u16 l4_off;        /* l4 - l2, for the rule engine */
+#ifdef XDPCTL_USE_ESTABLISHED
+	/* The reversed tuple is a live flow (the main file's lookup). Only in
+	 * programs with --established: the others' bytecode stays as it was. */
+	__u8 established;
+#endif /* XDPCTL_USE_ESTABLISHED */
 };
 
 /*

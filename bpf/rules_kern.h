@@ -5,7 +5,8 @@
  *
  * Every kind of match in use maps a frame's field to an equivalence class:
  * through an array indexed by the field (protocol, ports, VLAN id, EtherType,
- * TCP flags, ICMP type and code), or through a multibit trie (prefixes and
+ * TCP flags, ICMP type and code; whether a frame answers a flow the host
+ * opened, which the main file looks up), or through a multibit trie (prefixes and
  * MACs: a 65536-entry root on the first 16 bits, then 256-entry blocks). A
  * class record holds, as a bitmap over rule positions (which sort by
  * priority, then insertion), the rules that class allows. ANDing the records
@@ -62,6 +63,9 @@ struct xdpctl_tables {
 #endif
 #ifdef XDPCTL_USE_ICMP
 	__u32 icmp[65536];
+#endif
+#ifdef XDPCTL_USE_ESTABLISHED
+	__u32 established[2];        /* by pkt->established: a live flow or not */
 #endif
 	/* Tries: root, then blocks. */
 #ifdef XDPCTL_TRIE_SRC4
@@ -121,6 +125,9 @@ struct xdpctl_tables {
 #endif
 #ifdef XDPCTL_USE_ICMP
 	XDPCTL_RECORDS(icmp, XDPCTL_CAP_ICMP)
+#endif
+#ifdef XDPCTL_USE_ESTABLISHED
+	XDPCTL_RECORDS(established, XDPCTL_CAP_ESTABLISHED)
 #endif
 	struct xdpctl_decision decision[XDPCTL_DECISIONS];
 };
@@ -330,6 +337,11 @@ static __always_inline __u32 xdpctl_match(const struct xdpctl_tables *t, const s
 	c = XDPCTL_VALUE(t, icmp, pkt->has_icmp, ((__u32)pkt->icmp_type << 8) | pkt->icmp_code, 65536);
 	rec[nd++] = xdpctl_record(t->cls_icmp, XDPCTL_CAP_ICMP, c);
 #endif /* XDPCTL_USE_ICMP */
+#ifdef XDPCTL_USE_ESTABLISHED
+	/* Looked up by the main file (the flow table is a map): 0 or 1. */
+	c = XDPCTL_VALUE(t, established, 1, pkt->established, 2);
+	rec[nd++] = xdpctl_record(t->cls_established, XDPCTL_CAP_ESTABLISHED, c);
+#endif /* XDPCTL_USE_ESTABLISHED */
 	(void)nd;
 	(void)c;
 

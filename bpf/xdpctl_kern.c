@@ -14,6 +14,7 @@
  *   XDPCTL_RULES, XDPCTL_LAYOUT_TAG  the rule engine and its layout (rules_kern.h)
  *   XDPCTL_REDIRECT_DEV, XDPCTL_REDIRECT_CPU, XDPCTL_TX
  *                                    actions beyond pass and drop (action_kern.h)
+ *   XDPCTL_USE_ESTABLISHED           (of the layout) the flow table's lookup (flow_kern.h)
  *
  * BCC rewrites map calls only in this file, so every map and every function
  * that touches one lives here; map-free logic lives in the *_kern.h headers.
@@ -27,6 +28,9 @@
 #include "rules_kern.h"
 #endif /* XDPCTL_RULES */
 #include "action_kern.h"
+#ifdef XDPCTL_USE_ESTABLISHED
+#include "flow_kern.h"
+#endif /* XDPCTL_USE_ESTABLISHED */
 
 #ifdef XDPCTL_PIN_DIR
 #define XDPCTL_MAP(type, key, val, name, max, pin) \
@@ -83,6 +87,67 @@ BPF_TABLE("percpu_array", __u32, struct xdpctl_scratch, xdpctl_scratch, 1);
 XDPCTL_MAP("percpu_array", __u32, struct xdpctl_counter, xdpctl_hits, XDPCTL_SLOTS,
 	   XDPCTL_PIN_HITS "_" XDPCTL_SLOTS_TAG);
 
+#ifdef XDPCTL_USE_ESTABLISHED
+/*
+ * The flow table the TC egress program (egress_kern.c) fills, and the
+ * interface's flow settings. xdpctl creates both at their pins before it
+ * compiles (the table's size is the interface's), so these declarations
+ * only open them; the table outlives every program that uses it.
+ */
+XDPCTL_MAP("lru_hash", struct xdpctl_flow_key, struct xdpctl_flow, xdpctl_flows, XDPCTL_FLOW_ENTRIES_DEFAULT,
+	   XDPCTL_PIN_FLOWS);
+XDPCTL_MAP("array", __u32, struct xdpctl_flow_config, xdpctl_flow_cfg, 1, XDPCTL_PIN_FLOW_CONFIG);
+BPF_TABLE("percpu_array", __u32, struct xdpctl_flow_scratch, xdpctl_flow_scr, 1);
+
+/* 1 when the frame answers a live flow, which it then refreshes and counts. */
+static __always_inline __u64 xdpctl_flow_answer(const struct xdpctl_pkt *pkt, const __u8 *l3, void *data,
+						void *data_end, __u64 bytes)
+{
+	struct xdpctl_flow_config *cfg;
+	struct xdpctl_flow_key key;
+	struct xdpctl_flow *f;
+	__u32 zero = 0;
+	__u64 now;
+
+	if (!xdpctl_flow_key_in(&key, pkt, l3, data, data_end))
+		return 0;
+	f = xdpctl_flows.lookup(&key);
+	cfg = xdpctl_flow_cfg.lookup(&zero);
+	if (!f || !cfg)
+		return 0;
+	now = bpf_ktime_get_coarse_ns();  /* the clock of struct xdpctl_flow */
+	if (!xdpctl_flow_live(f, cfg, now))
+		return 0;
+	f->last_seen = now;
+	/* The table is shared by every CPU. */
+	__sync_fetch_and_add(&f->packets_in, 1);
+	__sync_fetch_and_add(&f->bytes_in, bytes);
+	if (pkt->tcp_flags & (XDPCTL_TCP_FIN | XDPCTL_TCP_RST))  /* only TCP frames have flags */
+		f->timeout = XDPCTL_FLOW_CLOSING;
+	return 1;
+}
+
+/*
+ * pkt->established, for the rule engine. The answer goes through per-CPU
+ * memory, as XDPCTL_MERGE's values do: every path through the lookup (each
+ * kind of key, found or not, live or not) then reaches the rule search with
+ * the same unknown 0-or-1, and the verifier walks that search once.
+ */
+static __always_inline void xdpctl_established(struct xdpctl_pkt *pkt, const __u8 *l3, void *data,
+					       void *data_end, __u64 bytes)
+{
+	struct xdpctl_flow_scratch *sc;
+	__u32 zero = 0;
+
+	sc = xdpctl_flow_scr.lookup(&zero);
+	if (!sc)
+		return;
+	sc->answer = xdpctl_flow_answer(pkt, l3, data, data_end, bytes);
+	asm volatile("" : "+m"(sc->answer));
+	pkt->established = sc->answer & 1;
+}
+#endif /* XDPCTL_USE_ESTABLISHED */
+
 _Static_assert(XDPCTL_ACTION_PASS == XDPCTL_VERDICT_PASS && XDPCTL_ACTION_DROP == XDPCTL_VERDICT_DROP,
 	       "a rule's action is its verdict");
 
@@ -121,6 +186,9 @@ static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *
 #ifdef XDPCTL_NEED_L4
 	xdpctl_parse_l4(pkt, data, data_end);
 #endif /* XDPCTL_NEED_L4 */
+#ifdef XDPCTL_USE_ESTABLISHED
+	xdpctl_established(pkt, l3, data, data_end, bytes);
+#endif /* XDPCTL_USE_ESTABLISHED */
 	gen = cfg->gen & 1;
 	t = (struct xdpctl_tables *)xdpctl_tables.lookup(&gen);
 	if (!t)

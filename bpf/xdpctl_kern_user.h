@@ -78,7 +78,7 @@ struct xdpctl_class_counters {
 #define XDPCTL_TRIE_DST6_BIT      (1U << 3)
 #define XDPCTL_TRIE_SMAC_BIT      (1U << 4)
 #define XDPCTL_TRIE_DMAC_BIT      (1U << 5)
-#define XDPCTL_NKINDS             11
+#define XDPCTL_NKINDS             12
 #define XDPCTL_NTRIES             6
 
 struct xdpctl_layout {
@@ -157,6 +157,7 @@ struct xdpctl_meta {
 #define XDPCTL_KIND_ETHERTYPE     (1U << 8)   /* EtherType after the VLAN tags */
 #define XDPCTL_KIND_TCP_FLAGS     (1U << 9)   /* flags set and flags clear */
 #define XDPCTL_KIND_ICMP          (1U << 10)  /* ICMP/ICMPv6 type, and code */
+#define XDPCTL_KIND_ESTABLISHED   (1U << 11)  /* the reversed tuple is in the flow table */
 
 /* Bits of struct xdpctl_rule.flags. */
 #define XDPCTL_RULE_PRIORITY_SET  (1U << 0)   /* the priority was given, not defaulted */
@@ -302,5 +303,91 @@ struct xdpctl_decision {
 
 /* The XDP function, and so the program name the kernel lists. */
 #define XDPCTL_PROG_NAME          "xdpctl_filter"
+
+/* ---- The flow table (--established) ---------------------------------------
+ *
+ * A TC egress program (egress_kern.c) records the flows the host opens on an
+ * interface; the XDP program's --established match looks an incoming frame's
+ * reversed tuple up (flow_kern.h builds both keys). Both programs share the
+ * maps below, pinned in the attachment's directory, so the table outlives
+ * either program: a replace or a rule change keeps every flow.
+ */
+
+/* A flow, as the host sees it: its own address and port, and the remote
+ * end's. Ports are host order; an ICMP echo's identifier stands in lport
+ * (rport 0). Addresses are network order, IPv4 in the first 4 bytes (the
+ * rest zero). Every byte is a field, so a key built on the stack is whole. */
+struct xdpctl_flow_key {
+	__u8 family;         /* 4 or 6 */
+	__u8 proto;          /* IPPROTO_TCP, _UDP, _ICMP or _ICMPV6 */
+	__u16 lport;         /* the host's port, or the echo identifier */
+	__u16 rport;         /* the remote port (0 for ICMP) */
+	__u16 _pad0;
+	__u8 laddr[16];      /* the host's address */
+	__u8 raddr[16];      /* the remote address */
+};
+
+/* Which timeout a flow is under: an index into timeout_ns. */
+#define XDPCTL_FLOW_TCP           0
+#define XDPCTL_FLOW_UDP           1
+#define XDPCTL_FLOW_ICMP          2
+#define XDPCTL_FLOW_CLOSING       3           /* TCP, once a FIN or RST was seen */
+#define XDPCTL_FLOW_TIMEOUTS      4
+
+/* Times are nanoseconds of CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns,
+ * the last tick's time): timeouts are whole seconds, and the coarse clock
+ * costs every frame a few nanoseconds where the precise ones cost tens
+ * (xdpctl bench --established). It stands still while the machine sleeps. */
+struct xdpctl_flow {
+	__u64 first_seen;    /* the flow's first frame out */
+	__u64 last_seen;     /* its last frame, either way */
+	__u64 packets_in;    /* frames back (whatever the rules then decided) */
+	__u64 bytes_in;
+	__u32 timeout;       /* XDPCTL_FLOW_* */
+	__u32 _pad0;
+};
+
+/* The flow settings of an interface (flow_cfg map, key 0): read by both
+ * programs on every frame they look up; entries is the table's size, for
+ * user space. */
+struct xdpctl_flow_config {
+	__u64 timeout_ns[XDPCTL_FLOW_TIMEOUTS];
+	__u32 entries;
+	__u32 _pad0;
+};
+
+#define XDPCTL_FLOW_ENTRIES_DEFAULT   262144
+#define XDPCTL_FLOW_TIMEOUT_TCP_S     300
+#define XDPCTL_FLOW_TIMEOUT_UDP_S     60
+#define XDPCTL_FLOW_TIMEOUT_ICMP_S    30
+#define XDPCTL_FLOW_TIMEOUT_CLOSING_S 10
+
+/*
+ * The egress program's record (egress map, key 0): user space only. The TC
+ * filter that runs it is xdpctl's exactly when it sits at (prio, handle) on
+ * the interface's clsact egress hook and runs prog_id. pending_prog_id is
+ * set before the filter is added and cleared once the change is recorded,
+ * as struct xdpctl_meta's. XDPCTL_EGRESS_OWN_QDISC: xdpctl created the
+ * clsact qdisc (and removes it once no filter is left in it).
+ */
+#define XDPCTL_EGRESS_OWN_QDISC   (1U << 0)
+
+struct xdpctl_egress {
+	__u32 prog_id;
+	__u32 pending_prog_id;
+	__u32 prio;          /* the filter's priority (tc's "pref"), 1-65535 */
+	__u32 handle;
+	__u32 flags;         /* XDPCTL_EGRESS_* */
+	__u32 _pad0;
+	__u64 attached_at;   /* seconds since the epoch */
+};
+
+#define XDPCTL_PIN_FLOWS          "flows"
+#define XDPCTL_PIN_FLOW_CONFIG    "flow_cfg"
+#define XDPCTL_PIN_EGRESS         "egress"
+#define XDPCTL_PIN_EGRESS_PROG    "egress_prog"
+
+/* The TC function, and so the egress program's name. */
+#define XDPCTL_EGRESS_PROG_NAME   "xdpctl_egress"
 
 #endif /* XDPCTL_KERN_USER_H */

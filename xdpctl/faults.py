@@ -12,6 +12,9 @@ import signal
 
 ENV = "XDPCTL_TEST_KILL_AT"
 POINTS = ("flip-pinned", "pinned-new", "swapped", "flipped", "recorded")
+# Points of a change that also attaches --established's TC egress program
+# (lifecycle/egress.py), between pinned-new and swapped.
+EGRESS_POINTS = ("egress-recorded", "egress-qdisc", "egress-attached")
 
 
 def point(name: str) -> None:

@@ -64,3 +64,31 @@ def test_bench_of_an_interface_that_redirects(klab):
     report = klab.xdpctl.json("bench", klab.iface, "--rounds", "2", "--repeat", "20000")
     assert set(rows(report)) == FRAMES and report["program"]["source"].endswith(", 1 rules)")
     assert sum(v["packets"] for per in klab.counters().values() for v in per.values()) == 0
+
+
+def test_bench_established_times_the_lookup_against_the_same_rule_without_it(xdpctl_root):
+    report = xdpctl_root.json("bench", "--established", "--rounds", "1", "--repeat", "20000")
+    assert report["program"]["options"] == ["policy deny"]
+    assert report["baseline"] == "the empty XDP program (return XDP_PASS)"
+    got = rows(report)
+    assert set(got) == FRAMES
+    for r in got.values():
+        assert r["empty_ns"] > 0 and r["rules_ns"] > 0 and r["established_ns"] > 0
+        # one round: the ratio reported is exactly the ratio of the times
+        assert r["established_over_rules"] == pytest.approx(r["established_ns"] / r["rules_ns"], rel=0.01)
+
+
+def test_bench_egress_times_the_tc_program_against_the_empty_tc_program(xdpctl_root):
+    report = xdpctl_root.json("bench", "--egress", "--rounds", "1", "--repeat", "20000")
+    assert report["baseline"] == "the empty TC program (return TC_ACT_UNSPEC)"
+    got = rows(report)
+    assert set(got) == FRAMES
+    for r in got.values():
+        assert r["empty_ns"] > 0 and r["egress_ns"] > 0
+        assert r["egress_ratio"] == pytest.approx(r["egress_ns"] / r["empty_ns"], rel=0.01)
+
+
+def test_bench_established_refuses_an_interface(xdpctl_root):
+    result = xdpctl_root("bench", "lo", "--established", check=False)
+    assert result.returncode == 2 and result.stderr.startswith("xdpctl: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1

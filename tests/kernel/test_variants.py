@@ -5,7 +5,8 @@ kind of match of the contract).
 
 Each variant is compiled (or taken from the compile cache) against maps
 pinned in a private directory on bpffs, as attach does, loaded, and run once
-over an IPv4/UDP frame and an ARP frame. One line per variant says how it
+over an IPv4/UDP frame and an ARP frame; so are the TC programs (the egress
+program of --established, and the empty one its benchmark compares with). One line per variant says how it
 went:
 
     variant options-drop-non-ip          ok    0.01 s  hit      462 insns  (Linux 6.18.44: drop-non-ip)
@@ -27,7 +28,7 @@ import time
 import pytest
 
 from xdpctl.datapath import contract
-from xdpctl.datapath.program import filter_program
+from xdpctl.datapath.program import egress_program, empty_tc_program, filter_program
 from xdpctl.datapath.variants import variants
 from xdpctl.kernel import libbpf
 from xdpctl.kernel.compiler import compile_and_load
@@ -75,6 +76,29 @@ def test_the_variant_loads_and_runs(variant, capsys):
     with capsys.disabled():
         print(f"\nvariant {variant.name:<28} ok  {took:6.2f} s  {cache:<5} {insns:6d} insns  "
               f"(Linux {running_release()}: {variant.describe()})", end="")
+
+
+@pytest.mark.parametrize("request_of", [egress_program, lambda d: empty_tc_program()], ids=["egress", "empty-tc"])
+def test_the_tc_programs_load_and_run(request_of, capsys):
+    """The TC egress program of --established (one for every interface, no
+    flags) and the empty TC program its benchmark compares it with: loaded as
+    SCHED_CLS, they hand an outgoing frame on (TC_ACT_UNSPEC, -1)."""
+    with scratch_dir("variant") as directory:
+        request = request_of(directory)
+        start = time.perf_counter()
+        loaded = compile_and_load(request)
+        took = time.perf_counter() - start
+        try:
+            info = libbpf.prog_info(loaded.prog_fd)
+            assert info.type == libbpf.BPF_PROG_TYPE_SCHED_CLS and info.name == request.function[:15]
+            assert libbpf.prog_test_run(loaded.prog_fd, UDP4).retval == 0xFFFFFFFF
+            assert libbpf.prog_test_run(loaded.prog_fd, ARP).retval == 0xFFFFFFFF
+            insns, cache = info.xlated_len // 8, "hit" if loaded.cached else "miss"
+        finally:
+            loaded.close()
+    with capsys.disabled():
+        print(f"\nvariant {request.function:<28} ok  {took:6.2f} s  {cache:<5} {insns:6d} insns  "
+              f"(Linux {running_release()}: TC, {request.variant or 'empty'})", end="")
 
 
 def test_the_frames_are_what_they_say():

@@ -181,3 +181,33 @@ def test_meta_round_trip():
     meta = contract.Meta(1, 7, 4026531840, 42, 0, 1, contract.OPT_DROP_NON_IP, 1700000000, 0, "eth0", layout)
     assert contract.Meta.unpack(meta.pack()) == meta
     assert meta.mode_name == "native" and meta.drop_non_ip
+
+
+def test_flow_table_structs_and_codes():
+    """The flow table of --established: key, value, settings and the egress
+    record, byte for byte, with no hole the Python formats lack."""
+    assert canon(struct_format("xdpctl_flow_key")[0]) == canon(contract.FLOW_KEY.format)
+    assert struct_format("xdpctl_flow")[0] == contract.FLOW.format
+    assert struct_format("xdpctl_flow_config")[0] == contract.FLOW_CONFIG.format
+    assert struct_format("xdpctl_egress")[0] == contract.EGRESS.format
+    for name in ("xdpctl_flow_key", "xdpctl_flow", "xdpctl_flow_config", "xdpctl_egress"):
+        fmt = struct_format(name)[0]
+        assert struct.calcsize(fmt) == struct.calcsize(fmt.replace("<", "@")), name
+        assert struct.calcsize(fmt) % 8 == 0, name
+    d = defines()
+    for code, name in enumerate(contract.FLOW_TIMEOUTS):
+        assert int(d[f"XDPCTL_FLOW_{name.upper()}"]) == code == getattr(contract, f"FLOW_{name.upper()}")
+        assert int(d[f"XDPCTL_FLOW_TIMEOUT_{name.upper()}_S"]) == contract.FLOW_TIMEOUT_DEFAULTS_S[name]
+    assert int(d["XDPCTL_FLOW_TIMEOUTS"]) == len(contract.FLOW_TIMEOUTS)
+    assert int(d["XDPCTL_FLOW_ENTRIES_DEFAULT"]) == contract.FLOW_ENTRIES_DEFAULT
+    assert d["XDPCTL_EGRESS_OWN_QDISC"] == "(1U << 0)" and contract.EGRESS_OWN_QDISC == 1
+    assert d["XDPCTL_KIND_ESTABLISHED"] == "(1U << 11)" and contract.KIND_ESTABLISHED == 1 << 11
+    for pin in ("FLOWS", "FLOW_CONFIG", "EGRESS", "EGRESS_PROG"):
+        assert d[f"XDPCTL_PIN_{pin}"] == f'"{getattr(contract, "PIN_" + pin)}"', pin
+    assert d["XDPCTL_EGRESS_PROG_NAME"] == f'"{contract.EGRESS_PROG_NAME}"'
+    egress = (bpf_dir() / "egress_kern.c").read_text()
+    assert re.search(r"^int %s\(struct __sk_buff \*skb\)" % contract.EGRESS_PROG_NAME, egress, re.M)
+    # The kernel's map names are xdpctl_<pin>, in both programs that open them.
+    for source in (egress, (bpf_dir() / "xdpctl_kern.c").read_text()):
+        assert "xdpctl_flows," in source and "xdpctl_flow_cfg," in source
+    assert len("xdpctl_" + contract.PIN_FLOW_CONFIG) <= 15  # the kernel keeps 15 bytes of a name

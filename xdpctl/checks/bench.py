@@ -21,6 +21,7 @@ source, same -D flags), so live counters never see benchmark frames.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import statistics
@@ -193,6 +194,108 @@ def bench(options: FilterOptions, source: str, repeat: int = DEFAULT_REPEAT, rou
     if xdp_filter is not None:
         report["xdp_filter"] = xdp_filter.describe()
     return report
+
+
+def _report(source: str, options: FilterOptions, baseline: str, repeat: int, rounds: int, rows: list) -> dict:
+    return {
+        "program": {"source": source, "options": options.describe()},
+        "baseline": baseline,
+        "method": "BPF_PROG_TEST_RUN; wall clock per run; XDP programs held in the XDP dispatcher while "
+                  "timed; programs alternated on one CPU; ns are medians of rounds; ratio is the median of "
+                  "per-round ratios (ratio_best: best round against best round)",
+        "repeat": repeat,
+        "rounds": rounds,
+        "frames": rows,
+    }
+
+
+def _flow_keys(frames: dict[str, bytes]) -> list[bytes]:
+    """The flow each frame would answer (its reversed tuple), for the frames
+    that have one: filled into the table so that --established finds them."""
+    from ..datapath import classify
+    from ..datapath.flow_table import pack_key
+
+    keys = []
+    for frame in frames.values():
+        p = classify.parse(frame)
+        if p.sport is None or p.ipv is None:
+            continue
+        width = 4 if p.ipv == 4 else 16
+        addr = lambda n: str(ipaddress.ip_address(n.to_bytes(width, "big")))  # noqa: E731
+        keys.append(pack_key(p.ipv, p.l4proto, addr(p.dst), p.dport, addr(p.src), p.sport))
+    return keys
+
+
+def bench_established(options: FilterOptions, repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS) -> dict:
+    """Ingress with and without --established: the same rules (a `pass
+    --proto tcp --dport 22` rule), and then with `pass --established` first,
+    its table holding the flows the IPv4/UDP and IPv6/TCP frames answer (the
+    lookup finds them: the common case, a reply). The ratio of the two is
+    the cost of the flow lookup."""
+    from ..datapath.flow_table import FlowSettings
+    from ..kernel.compiler import compile_and_load
+    from ..lifecycle import egress
+    from ..rules.model import ACTIONS, Rule, parse_match
+
+    ssh = Rule(ACTIONS["pass"], parse_match({"proto": "tcp", "dport": "22"}), 1000, False, 1, 2, 0)
+    est = Rule(ACTIONS["pass"], parse_match({"established": True}), 1000, False, 2, 1, 1)
+    frames = bench_frames()
+    loaded, stand = [], None
+    with contextlib.ExitStack() as stack:
+        try:
+            loaded.append(compile_and_load(empty_program()))
+            loaded.append(_with_rules(options, [ssh], stack.enter_context(scratch_dir("bench"))))
+            flows_dir = stack.enter_context(scratch_dir("bench"))
+            egress.ensure_table(flows_dir, FlowSettings())
+            loaded.append(_with_rules(options, [est, ssh], flows_dir))
+            now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            with libbpf.opened(os.path.join(flows_dir, contract.PIN_FLOWS)) as fd:
+                for key in _flow_keys(frames):
+                    libbpf.map_update(fd, key, contract.FLOW.pack(now, now, 0, 0, contract.FLOW_UDP, 0))
+            with libbpf.opened(os.path.join(flows_dir, contract.PIN_FLOW_CONFIG)) as fd:
+                # Timeouts no run outlasts: the entries stay live.
+                libbpf.map_update(fd, b"\0\0\0\0", FlowSettings((1 << 30,) * 4).pack())
+            stand = Stand()
+            rows = measure(Contender("empty", loaded[0].prog_fd),
+                           [Contender("rules", loaded[1].prog_fd), Contender("established", loaded[2].prog_fd)],
+                           frames, repeat, rounds, stand)
+        finally:
+            if stand is not None:
+                stand.close()
+            for item in loaded:
+                item.close()
+    for row in rows:
+        row["established_over_rules"] = round(row["established_ns"] / row["rules_ns"], 3)
+    report = _report("a `pass --proto tcp --dport 22` rule (rules), and with `pass --established` before it "
+                     "(established)", options, "the empty XDP program (return XDP_PASS)", repeat, rounds, rows)
+    report["flows"] = "the IPv4/UDP, VLAN IPv4/UDP and IPv6/TCP frames answer flows in the table; ARP has no flow"
+    return report
+
+
+def bench_egress(repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS) -> dict:
+    """The egress program of --established against the empty TC program, on
+    the same frames as sent by the host: each run records (or refreshes) the
+    frame's flow in the table."""
+    from ..datapath.program import egress_program, empty_tc_program
+    from ..kernel.compiler import compile_and_load
+    from ..lifecycle import egress
+
+    loaded = []
+    with contextlib.ExitStack() as stack:
+        try:
+            directory = stack.enter_context(scratch_dir("bench"))
+            from ..datapath.flow_table import FlowSettings
+
+            egress.ensure_table(directory, FlowSettings())
+            loaded.append(compile_and_load(empty_tc_program()))
+            loaded.append(compile_and_load(egress_program(directory)))
+            rows = measure(Contender("empty", loaded[0].prog_fd, held=False),
+                           [Contender("egress", loaded[1].prog_fd, held=False)], bench_frames(), repeat, rounds)
+        finally:
+            for item in loaded:
+                item.close()
+    return _report("the TC egress program of --established (bpf/egress_kern.c)", FilterOptions(),
+                   "the empty TC program (return TC_ACT_UNSPEC)", repeat, rounds, rows)
 
 
 def _with_rules(options: FilterOptions, rules: list, directory: str):

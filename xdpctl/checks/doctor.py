@@ -188,6 +188,32 @@ def _steering(app) -> Check:
         return Check("redirect targets", OK, "every redirect rule's targets can be sent to")
     return Check("redirect targets", WARN, "; ".join(found),
                  "see docs/rules.md#steering-and-load-spreading; `xdpctl rule list IFACE` shows the rules")
+def _egress(app) -> Check:
+    """--established's TC egress programs: each recorded one on its
+    interface, and no filter named like it that xdpctl does not record."""
+    from ..lifecycle import egress
+    from ..lifecycle.target import Target
+
+    missing, strays = [], []
+    for link in app.netlink.links():
+        att = app.state.attachment(app.netns_ino, link.ifindex)
+        meta = att.read_meta() if att.exists() else None
+        record = egress.read_record(att.path) if att.exists() else None
+        if meta is not None and egress.missing(app, Target(link, att, meta)):
+            missing.append(link.ifname)
+        recorded = {record.prog_id, record.pending_prog_id} if record else set()
+        for f in app.netlink.tc_filters(link):
+            if f.name == contract.EGRESS_PROG_NAME and f.prog_id not in recorded:
+                strays.append(f"{link.ifname} (egress prio {f.prio} handle {f.handle}, prog {f.prog_id})")
+    if missing:
+        return Check("egress programs", WARN, f"--established's egress program is missing on {', '.join(missing)}: "
+                     "no new flow is recorded there, so replies to them are not let in",
+                     f"`xdpctl attach {missing[0]}` (with its options) puts it back")
+    if strays:
+        return Check("egress programs", WARN, f"TC filters named {contract.EGRESS_PROG_NAME} with no state: "
+                     + ", ".join(strays),
+                     "xdpctl will not touch them: `tc filter del dev IFACE egress prio N handle H bpf` removes one")
+    return Check("egress programs", OK, "every --established interface has its egress program, and no other")
 
 
 def run(app) -> list[Check]:
@@ -197,4 +223,5 @@ def run(app) -> list[Check]:
         checks += _state(app)
         checks.append(_orphans(app))
         checks.append(_steering(app))
+        checks.append(_egress(app))
     return checks

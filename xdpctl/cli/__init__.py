@@ -55,6 +55,7 @@ COMMANDS = {
     "rule": "rule",
     "apply": "apply",
     "export": "export",
+    "flows": "flows",
     "exporter": "exporter",
     "service": "service",
     "clean": "clean",

@@ -17,13 +17,19 @@ from .params import IFACE, json_option
               help="Measure xdpctl with N synthetic mixed rules (several sizes: the growth between them).")
 @click.option("--actions", "with_actions", is_flag=True,
               help="Measure one rule deciding every frame, for each action (drop, redirect, tx), against drop.")
+@click.option("--established", is_flag=True,
+              help="Measure the ingress cost of --established: a program with a rule, and with "
+                   "`pass --established` before it (its table holding the frames' flows).")
+@click.option("--egress", is_flag=True,
+              help="Measure --established's TC egress program against the empty TC program.")
 @click.option("--repeat", type=click.IntRange(1000, 100_000_000), default=2_000_000, show_default=True,
               help="Runs per measurement.")
 @click.option("--rounds", type=click.IntRange(1, 101), default=12, show_default=True,
               help="Alternations of the programs; the report gives medians.")
 @json_option
 @click.pass_obj
-def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_actions, repeat, rounds, as_json):
+def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_actions, established, egress, repeat,
+            rounds, as_json):
     """Per-packet cost of xdpctl's program against the empty XDP program,
     through BPF_PROG_TEST_RUN, on IPv4/UDP, VLAN IPv4/UDP, IPv6/TCP and ARP.
 
@@ -53,6 +59,15 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_
 
             print_bench_actions(report)
         return
+    if established or egress:
+        if iface or lab_name or rule_sets or with_xdp_filter or (established and egress):
+            raise BadInput("--established and --egress each measure on their own: no IFACE, --lab, --rules, "
+                           "--xdp-filter, nor both at once")
+        from ..checks.bench import bench_egress, bench_established
+
+        report = bench_egress(repeat, rounds) if egress else \
+            bench_established(FilterOptions(drop_non_ip=drop_non_ip, policy_deny=True), repeat, rounds)
+        return _show(report, as_json)
     options, source, rules = FilterOptions(drop_non_ip=drop_non_ip), "options given", []
     if lab_name:
         from ..traffic import lab as labs
@@ -81,6 +96,10 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_
             raise BadInput("--rules measures synthetic rule sets; drop IFACE/--lab")
     report = bench(options, source, repeat=repeat, rounds=rounds, with_xdp_filter=with_xdp_filter,
                    rule_sets=sizes, rules=rules)
+    _show(report, as_json)
+
+
+def _show(report: dict, as_json: bool) -> None:
     if as_json:
         from .output import emit_json
 

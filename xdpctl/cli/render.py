@@ -58,6 +58,9 @@ def status_table(data: dict) -> Table:
             managed = f"yes, since {since}Z"
             if e.get("options"):
                 managed += "\n" + ", ".join(e["options"])
+            if e.get("egress"):
+                eg = e["egress"]
+                managed += f"\negress prog {eg['prog_id']}" + ("" if eg["attached"] else " missing")
         else:
             managed = "no"
         if e.get("in_flight"):
@@ -224,7 +227,8 @@ def rules_table(data: dict) -> Table:
     table.add_column("packets", justify="right", no_wrap=True)
     table.add_column("bytes", justify="right", no_wrap=True)
     for r in data["rules"]:
-        match = " ".join(f"{k.replace('_', '-')} {v}" for k, v in r["match"].items()) or "everything"
+        match = " ".join(k.replace("_", "-") if v is True else f"{k.replace('_', '-')} {v}"
+                         for k, v in r["match"].items()) or "everything"
         if "to" in r:  # where a redirect sends, before what it matches
             match = f"to {','.join(r['to'])}: {match}"
         elif "cpu" in r:
@@ -243,19 +247,76 @@ def print_rules(data: dict) -> None:
     _out.print(rules_table(data))
 
 
+FLOWS_SHOWN = 200  # rows of a table; --json lists every flow
+
+
+def _end(address: str, port) -> str:
+    if port is None:
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def flows_table(flows: list[dict]) -> Table:
+    """Flows in 80 columns: this host's end over the remote one (a closing
+    TCP flow shows as tcp/fin)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("proto", no_wrap=True)
+    table.add_column("this host / remote", overflow="fold", ratio=1)
+    table.add_column("age", justify="right", no_wrap=True)
+    table.add_column("idle", justify="right", no_wrap=True)
+    table.add_column("pkts back", justify="right", no_wrap=True)
+    table.add_column("bytes back", justify="right", no_wrap=True)
+    for f in flows[:FLOWS_SHOWN]:
+        host = _end(f["host"], f["host_port"]) if f["icmp_id"] is None else f"{f['host']} id {f['icmp_id']}"
+        proto = f["proto"] + ("/fin" if f["state"] == "closing" else "")
+        ends = Text(f"{host}\n{_end(f['remote'], f['remote_port'])}")  # [v6]:port is no markup
+        table.add_row(proto, ends, _seconds(f["age_s"]),
+                      _seconds(f["idle_s"]), number(f["packets_back"]), number(f["bytes_back"]))
+    return table
+
+
+def print_flows(data: dict) -> None:
+    if not data["interfaces"]:
+        _out.print("No interface has a flow table; `xdpctl rule add IFACE pass --established` makes one.")
+        return
+    for e in data["interfaces"]:
+        timeouts = ", ".join(f"{name} {s}s" for name, s in e["timeouts"].items())
+        eg = e.get("egress")
+        prog = f"egress prog {eg['prog_id']}" + ("" if eg["attached"] else " (missing!)") if eg else "no egress program"
+        t = e["table"]
+        if t is None:
+            _out.print(f"[bold]{e['ifname']}[/]  no flow table (no --established rule)\ntimeouts {timeouts}")
+            continue
+        _out.print(f"[bold]{e['ifname']}[/]  {t['live']:,} live flow{'' if t['live'] == 1 else 's'} "
+                   f"({t['expired']:,} expired) in a table of {t['size']:,}, {prog}\ntimeouts {timeouts}")
+        if e["flows"]:
+            _out.print(flows_table(e["flows"]))
+        if len(e["flows"]) > FLOWS_SHOWN:
+            _out.print(f"... and {len(e['flows']) - FLOWS_SHOWN:,} more (`xdpctl flows --json` lists them all)")
+
+
 def print_bench(report: dict) -> None:
     opts = ", ".join(report["program"]["options"]) or "count only"
     first = report["frames"][0]
     names = [k[: -len("_ratio")] for k in first if k.endswith("_ratio")]
-    table = Table(title=f"per packet, against the empty XDP program ({opts})",
+    against = "empty TC program" if "TC" in report.get("baseline", "") else "empty XDP program"
+    table = Table(title=f"per packet, against the {against} ({opts})",
                   box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     table.add_column("frame")
     table.add_column("empty", justify="right")
     for name in names:
         table.add_column(name.replace("xdpctl_", "rules ").replace("xdp_filter", "xdp-filter"), justify="right")
-    growth = [k for k in first if k.startswith("growth_")]
+    growth = [k for k in first if k.startswith("growth_") or k == "established_over_rules"]
     for g in growth:
-        table.add_column(g.replace("growth_", "growth ").replace("_to_", "->"), justify="right")
+        table.add_column(g.replace("growth_", "growth ").replace("_to_", "->").replace("_over_", "/"), justify="right")
     for r in report["frames"]:
         row = [r["frame"], f"{r['empty_ns']:.1f}ns"]
         row += [f"{r[n + '_ns']:.1f}ns {r[n + '_ratio']:.2f}x" for n in names]

@@ -31,6 +31,8 @@ MATCH_OPTIONS = [
     click.option("--tcp-flags", metavar="FLAGS", help="Flags that must be set, !flag for clear: syn,!ack."),
     click.option("--icmp-type", metavar="N", help="ICMP or ICMPv6 type."),
     click.option("--icmp-code", metavar="N", help="ICMP or ICMPv6 code (with --icmp-type)."),
+    click.option("--established", is_flag=True, default=None,
+                 help="Replies to flows this host opened on the interface (a TC egress program records them)."),
 ]
 
 
@@ -120,5 +122,6 @@ def describe(rule: dict) -> str:
         parts.append("to " + ",".join(rule["to"]))
     elif "cpu" in rule:
         parts.append(f"cpu {rule['cpu']} queue {rule['queue']}")
-    parts += [f"{k.replace('_', '-')} {v}" for k, v in rule["match"].items()] or ["everything"]
+    parts += [k.replace("_", "-") if v is True else f"{k.replace('_', '-')} {v}"
+              for k, v in rule["match"].items()] or ["everything"]
     return " ".join(parts) + f" (priority {rule['priority']})"

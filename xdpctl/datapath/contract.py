@@ -45,7 +45,7 @@ OPT_DROP_NON_IP = 1 << 0
 OPT_POLICY_DENY = 1 << 1
 
 # struct xdpctl_layout (inside struct xdpctl_meta).
-NKINDS = 11
+NKINDS = 12
 NTRIES = 6
 LAYOUT = struct.Struct("<IIIII" + "I" * NKINDS + "I" * NTRIES + "I" * NTRIES + "I")  # ... depths, actions
 TRIES: tuple[tuple[str, int], ...] = (
@@ -100,10 +100,12 @@ KIND_VLAN = 1 << 7
 KIND_ETHERTYPE = 1 << 8
 KIND_TCP_FLAGS = 1 << 9
 KIND_ICMP = 1 << 10
+KIND_ESTABLISHED = 1 << 11
 KINDS: tuple[tuple[str, int], ...] = (
     ("SRC", KIND_SRC), ("DST", KIND_DST), ("PROTO", KIND_PROTO), ("SPORT", KIND_SPORT),
     ("DPORT", KIND_DPORT), ("SRC_MAC", KIND_SRC_MAC), ("DST_MAC", KIND_DST_MAC), ("VLAN", KIND_VLAN),
     ("ETHERTYPE", KIND_ETHERTYPE), ("TCP_FLAGS", KIND_TCP_FLAGS), ("ICMP", KIND_ICMP),
+    ("ESTABLISHED", KIND_ESTABLISHED),
 )
 
 RULE_PRIORITY_SET = 1 << 0
@@ -154,6 +156,33 @@ PIN_CPUMAP = "cpumap"
 PIN_TARGETS = "targets"
 
 PROG_NAME = "xdpctl_filter"
+
+# --- the flow table (--established) ----------------------------------------------
+
+# struct xdpctl_flow_key: family, proto, lport, rport, _pad0, laddr, raddr.
+FLOW_KEY = struct.Struct("<BBHHH16s16s")
+# struct xdpctl_flow: first_seen, last_seen, packets_in, bytes_in, timeout, _pad0.
+FLOW = struct.Struct("<QQQQII")
+
+# Timeouts (XDPCTL_FLOW_*), in index order: the index is the code.
+FLOW_TIMEOUTS: tuple[str, ...] = ("tcp", "udp", "icmp", "closing")
+FLOW_TCP, FLOW_UDP, FLOW_ICMP, FLOW_CLOSING = range(4)
+# struct xdpctl_flow_config: timeout_ns[XDPCTL_FLOW_TIMEOUTS], entries, _pad0.
+FLOW_CONFIG = struct.Struct("<" + "Q" * len(FLOW_TIMEOUTS) + "II")
+
+FLOW_ENTRIES_DEFAULT = 262144
+FLOW_TIMEOUT_DEFAULTS_S: dict[str, int] = {"tcp": 300, "udp": 60, "icmp": 30, "closing": 10}
+
+EGRESS_OWN_QDISC = 1 << 0
+# struct xdpctl_egress: prog_id, pending_prog_id, prio, handle, flags, _pad0, attached_at.
+EGRESS = struct.Struct("<IIIIIIQ")
+
+PIN_FLOWS = "flows"
+PIN_FLOW_CONFIG = "flow_cfg"
+PIN_EGRESS = "egress"
+PIN_EGRESS_PROG = "egress_prog"
+
+EGRESS_PROG_NAME = "xdpctl_egress"
 
 
 @dataclass(frozen=True)

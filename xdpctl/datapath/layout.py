@@ -39,12 +39,19 @@ VALUE_ARRAYS = (
     ("ETHERTYPE", "ethertype", 65536),
     ("TCP_FLAGS", "tcp_flags", 256),
     ("ICMP", "icmp", 65536),
+    ("ESTABLISHED", "established", 2),  # indexed by the flow lookup's answer
 )
 # Tries: name -> (member prefix, key bytes).
 TRIES = {"SRC4": ("src4", 4), "SRC6": ("src6", 16), "DST4": ("dst4", 4), "DST6": ("dst6", 16),
          "SMAC": ("smac", 6), "DMAC": ("dmac", 6)}
 FULL_DEPTH = {"SRC4": 2, "DST4": 2, "SRC6": 6, "DST6": 6, "SMAC": 4, "DMAC": 4}
-L4_KINDS = contract.KIND_SPORT | contract.KIND_DPORT | contract.KIND_TCP_FLAGS | contract.KIND_ICMP
+L4_KINDS = (contract.KIND_SPORT | contract.KIND_DPORT | contract.KIND_TCP_FLAGS | contract.KIND_ICMP
+            | contract.KIND_ESTABLISHED)
+# The one kind compiled in exactly when a rule uses it, never kept "for later"
+# as the others are: it costs every frame a hash lookup and needs the egress
+# program (docs/rules.md), so a program without --established rules has none
+# of it.
+EXACT_KINDS = contract.KIND_ESTABLISHED
 
 SLOT_TIERS = (1024, 16384, contract.MAX_RULES)
 # Room to grow, so that the first rules of each kind do not each recompile.
@@ -228,6 +235,8 @@ class Layout:
     # -- growth -----------------------------------------------------------------
 
     def fits(self, needs: Needs) -> bool:
+        if (self.kinds ^ needs.kinds) & EXACT_KINDS:
+            return False
         if not needs.kinds and not needs.decisions:
             return True  # no rules: any layout serves
         if not self.engine:
@@ -246,7 +255,7 @@ class Layout:
 
     def grown(self, needs: Needs) -> "Layout":
         """A layout for needs, at least as large as this one, with a new tag."""
-        kinds = self.kinds | needs.kinds
+        kinds = (self.kinds & ~EXACT_KINDS) | needs.kinds
         tries = self.tries | needs.tries
         caps = tuple(
             max(self.caps[i], tier(_roomy(needs.caps.get(name, 1)), MIN_CAP)) if kinds & KIND_BIT[name] else 0

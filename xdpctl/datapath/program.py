@@ -15,8 +15,10 @@ from . import contract
 from .layout import Layout
 
 FILTER_SOURCE = "xdpctl_kern.c"
+EGRESS_SOURCE = "egress_kern.c"
 EMPTY_SOURCE = "empty_kern.c"
 EMPTY_FUNCTION = "xdpctl_empty"
+EMPTY_TC_FUNCTION = "xdpctl_empty_tc"
 
 
 def bpf_dir() -> Path:
@@ -80,6 +82,21 @@ def describe_variant(options: FilterOptions, layout: Layout) -> str:
 
 def empty_program() -> BuildRequest:
     return BuildRequest(bpf_dir() / EMPTY_SOURCE, EMPTY_FUNCTION)
+
+
+def egress_program(pin_dir: str | None) -> BuildRequest:
+    """The TC egress program that fills the flow table of the interface
+    whose state is in pin_dir (None: unpinned maps, for benchmarks). It
+    takes no flags: what it does is the same for every interface."""
+    if pin_dir is not None and ('"' in pin_dir or "\\" in pin_dir):
+        raise ValueError(f"unusable pin directory {pin_dir!r}")
+    return BuildRequest(bpf_dir() / EGRESS_SOURCE, contract.EGRESS_PROG_NAME, (), pin_dir=pin_dir,
+                        variant="egress flow recorder", abi_version=contract.ABI_VERSION, prog_type="sched_cls")
+
+
+def empty_tc_program() -> BuildRequest:
+    """The empty TC program: the baseline the egress program is measured against."""
+    return BuildRequest(bpf_dir() / EMPTY_SOURCE, EMPTY_TC_FUNCTION, prog_type="sched_cls")
 
 
 def render_source(request: BuildRequest, extra_cflags: list[str] | tuple[str, ...] = ()) -> str:

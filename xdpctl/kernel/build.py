@@ -17,6 +17,8 @@ from pathlib import Path
 
 # The define that carries the pin directory to the C (BPF_TABLE_PINNED paths).
 PIN_DEFINE = "XDPCTL_PIN_DIR"
+# The program types xdpctl builds, by name: the kernel's BPF_PROG_TYPE_* codes.
+PROG_TYPES = {"xdp": 6, "sched_cls": 3}
 
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*([<"])([^>"\n]+)[>"]', re.M)
 
@@ -29,6 +31,7 @@ class BuildRequest:
     pin_dir: str | None = None  # None: the maps are not pinned
     variant: str = ""  # the variant in words, for messages ("drop-non-ip, kinds src,dport, 1024 rules")
     abi_version: int = 0  # the state ABI the program is built for (part of the cache key)
+    prog_type: str = "xdp"  # one of PROG_TYPES: how the kernel loads it (XDP, or a TC classifier)
 
     def cflags(self) -> list[str]:
         flags = [f"-I{self.source.parent}"]

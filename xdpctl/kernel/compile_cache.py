@@ -7,9 +7,9 @@ bytecode takes milliseconds plus the verifier's own time. An entry is keyed
 by everything that determines the bytecode:
 
 - the source and every local file it includes (their contents);
-- the function, the -D flags, and whether the maps are pinned (not where:
-  BCC uses the pin directory only to open or create the maps, and every
-  interface has its own);
+- the function and its program type (XDP or TC), the -D flags, and
+  whether the maps are pinned (not where: BCC uses the pin directory only
+  to open or create the maps, and every interface has its own);
 - BCC: libbcc and the LLVM/clang libraries beside it, and BCC's Python
   package (path, size and mtime of each, found without importing BCC);
 - the kernel headers BCC compiles against (the header trees: their real
@@ -179,6 +179,7 @@ def key_material(request: BuildRequest, headers: KernelHeaders, toolchain: list,
         "abi": request.abi_version,
         "sources": sources,
         "function": request.function,
+        "prog_type": request.prog_type,
         "defines": [list(d) for d in request.defines],
         "pinned": request.pin_dir is not None,
         "bcc": toolchain,

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 from ..errors import BccMissing, CompileFailed, HeadersMissing, MissingCapability, ModeError, VerifierRejected
 from . import compile_cache, libbpf, program_image
-from .build import BuildRequest
+from .build import PROG_TYPES, BuildRequest
 from .headers import KernelHeaders, find_kernel_headers
 from .kernel_version import require_supported, running_release
 
@@ -112,7 +112,8 @@ def refused(request: BuildRequest, err: int, log: str, release: str | None = Non
     """The error for a program the kernel refused to load (err: its errno),
     naming the kernel and the variant; the log goes to --verbose."""
     if err == errno.EPERM:
-        return MissingCapability("loading an XDP program", "CAP_BPF and CAP_NET_ADMIN")
+        what = "an XDP program" if request.prog_type == "xdp" else "a TC program"
+        return MissingCapability(f"loading {what}", "CAP_BPF and CAP_NET_ADMIN")
     what = f"variant: {request.variant}" if request.variant else f"{request.function} in {request.source.name}"
     where = f"the verifier of Linux {release or running_release()} rejected the program ({what})"
     if err == errno.E2BIG:
@@ -162,7 +163,7 @@ def compile_and_load(
     device: str | None = None,
     headers: KernelHeaders | None = None,
 ) -> Loaded:
-    """Load request's XDP function into the kernel: from the compile cache
+    """Load request's function (XDP, or TC) into the kernel: from the compile cache
     when it holds it, else compiled with BCC (and then kept there).
 
     Pinned maps (request.pin_dir) are created or reused at this point.
@@ -183,6 +184,9 @@ def compile_and_load(
 def _load_image(request: BuildRequest, image, headers: KernelHeaders, lookup) -> Loaded | None:
     """The cached program loaded, or None when its maps do not fit (then the
     program is compiled, as on a miss)."""
+    if image.prog_type != PROG_TYPES[request.prog_type]:  # the key says so; the entry is data from a file
+        lookup.missed(f"the cached program is of type {image.prog_type}, not {request.prog_type}")
+        return None
     try:
         done = program_image.load(image, request.pin_dir)
     except program_image.MapsDiffer as exc:
@@ -237,7 +241,8 @@ def _compile(request: BuildRequest, device: str | None, headers: KernelHeaders, 
 
     with _captured_output() as out2:
         try:
-            fn = module.load_func(request.function.encode(), bcc.BPF.XDP, device=device)
+            kind = {"xdp": bcc.BPF.XDP, "sched_cls": bcc.BPF.SCHED_CLS}[request.prog_type]
+            fn = module.load_func(request.function.encode(), kind, device=device)
             error = None
         except Exception as exc:  # noqa: BLE001 - BCC raises bare Exception
             error = exc

@@ -194,6 +194,7 @@ def obj_get(path: str) -> int:
 
 BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_LRU_HASH = 9
 BPF_F_NO_PREALLOC = 1 << 0  # a hash whose updates replace elements whole (RCU)
 BPF_F_MMAPABLE = 1 << 10  # an array user space can mmap
 BPF_MAP_TYPE_DEVMAP = 14  # redirect targets: index -> ifindex
@@ -292,6 +293,7 @@ def map_ids() -> list[int]:
 # --- loading a program ---------------------------------------------------------
 
 BPF_PROG_TYPE_XDP = 6
+BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_INSN_SIZE = 8
 VERIFIER_LOG_SIZE = 16 << 20  # as BCC's first try: enough for the failing path of a large program
 

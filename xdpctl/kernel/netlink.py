@@ -1,5 +1,6 @@
 """The only module that talks to pyroute2: links, XDP attach and detach,
-addresses and neighbours, and network namespaces.
+TC (the clsact qdisc and direct-action BPF filters on egress), addresses and
+neighbours, and network namespaces.
 
 XDP is set through the nested IFLA_XDP attributes, because pyroute2's xdp_fd=
 shortcut sets no flags and xdpctl needs the mode, no-replace and
@@ -14,6 +15,7 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -55,6 +57,17 @@ _MODE_PROG_ATTR = {
 
 NETNS_RUN_DIR = "/var/run/netns"
 
+# include/uapi/linux/pkt_sched.h: the clsact qdisc and its two hooks.
+TC_H_CLSACT = 0xFFFFFFF1  # the qdisc's parent (TC_H_INGRESS's value)
+TC_QDISC_HANDLE = 0xFFFF0000  # ffff: - clsact's handle, and the older ingress qdisc's
+TC_INGRESS = 0xFFFFFFF2  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
+TC_EGRESS = 0xFFFFFFF3  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS)
+ETH_P_ALL = 0x0003
+# include/uapi/linux/pkt_cls.h: attributes of a bpf filter (pyroute2 decodes
+# neither the program's id nor its tag, so TCA_OPTIONS is read here).
+TCA_BPF_NAME = 7
+TCA_BPF_ID = 11
+
 
 class AlreadyAttached(XdpctlError):
     """The no-replace attach found a program there (a race with another tool)."""
@@ -76,6 +89,23 @@ IFF_LOWER_UP = 0x10000  # the carrier: for a veth, its peer is up too
 # device supports (NETDEV_A_DEV_XDP_FEATURES, enum netdev_xdp_act).
 NETDEV_CMD_DEV_GET = 1
 NETDEV_XDP_ACT_NDO_XMIT = 1 << 2  # it can transmit frames redirected to it
+
+
+@dataclass(frozen=True)
+class TcFilter:
+    """A filter on a clsact hook. prog_id and name are a bpf filter's (0 and
+    "" for other kinds)."""
+
+    prio: int
+    handle: int
+    kind: str
+    protocol: int
+    prog_id: int = 0
+    name: str = ""
+
+
+class TcUnavailable(BadInput):
+    """TC cannot carry xdpctl's egress program on this interface; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +157,26 @@ def _decode_link(msg) -> Link:
         xdp=xdp,
         flags=msg["flags"] or 0,
     )
+
+
+def _bpf_options(msg) -> tuple[int, str]:
+    """(program id, name) of a bpf filter message, from its TCA_OPTIONS bytes."""
+    opts = msg.get_attr("TCA_OPTIONS")
+    if opts is None or not hasattr(opts, "data"):
+        return 0, ""
+    raw = bytes(opts.data[opts.offset + 4 : opts.offset + opts.length])
+    prog_id, name, off = 0, "", 0
+    while off + 4 <= len(raw):
+        length, kind = struct.unpack_from("<HH", raw, off)
+        if length < 4:
+            break
+        body = raw[off + 4 : off + length]
+        if kind & 0x3FFF == TCA_BPF_ID and len(body) >= 4:
+            prog_id = struct.unpack_from("<I", body)[0]
+        elif kind & 0x3FFF == TCA_BPF_NAME:
+            name = body.split(b"\0", 1)[0].decode(errors="replace")
+        off += (length + 3) & ~3
+    return prog_id, name
 
 
 def _extack(exc: NetlinkError) -> str:
@@ -319,6 +369,86 @@ class Netlink:
             )
         detail = why or os.strerror(code)
         return KernelError(f"the kernel refused XDP on {name} in {mode} mode: {detail}")
+
+    # --- TC: the clsact qdisc and BPF filters on egress -----------------------
+
+    def tc_qdisc_kind(self, link: Link) -> str | None:
+        """The kind of the qdisc at ffff: ("clsact", the older "ingress"), or None."""
+        try:
+            msgs = self._ipr.get_qdiscs(index=link.ifindex)
+        except NetlinkError as exc:
+            raise self._tc_error(exc, link, "reading the qdiscs of") from exc
+        for msg in msgs:
+            if msg["index"] == link.ifindex and msg["handle"] == TC_QDISC_HANDLE:
+                return msg.get_attr("TCA_KIND")
+        return None
+
+    def clsact_add(self, link: Link) -> None:
+        """Create the clsact qdisc (the kernel refuses when one is there)."""
+        try:
+            self._ipr.tc("add", "clsact", link.ifindex)
+        except NetlinkError as exc:
+            raise self._tc_error(exc, link, "adding a clsact qdisc to") from exc
+
+    def clsact_del(self, link: Link) -> None:
+        try:
+            self._ipr.tc("del", "clsact", link.ifindex)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                return  # gone already
+            raise self._tc_error(exc, link, "removing the clsact qdisc of") from exc
+
+    def tc_filters(self, link: Link, parent: int = TC_EGRESS) -> list[TcFilter]:
+        """The filters on a clsact hook (egress by default); [] without clsact."""
+        try:
+            msgs = list(self._ipr.get_filters(index=link.ifindex, parent=parent))
+        except NetlinkError as exc:
+            if exc.code in (errno.EINVAL, errno.ENOENT):
+                return []  # no clsact qdisc: no hook
+            raise self._tc_error(exc, link, "reading the TC filters of") from exc
+        out = []
+        for msg in msgs:
+            if not msg["handle"] or msg["parent"] != parent:
+                continue  # the message naming a priority's classifier, not a filter
+            kind = msg.get_attr("TCA_KIND") or ""
+            prog_id, name = _bpf_options(msg) if kind == "bpf" else (0, "")
+            out.append(TcFilter(msg["info"] >> 16, msg["handle"], kind, socket.ntohs(msg["info"] & 0xFFFF),
+                                prog_id, name))
+        return out
+
+    def egress_filter_add(self, link: Link, fd: int, prio: int, handle: int, name: str) -> None:
+        """Add a direct-action bpf filter running fd on egress, at exactly
+        (prio, handle): the kernel refuses (EEXIST) when one is there."""
+        try:
+            self._ipr.tc("add-filter", "bpf", link.ifindex, handle, fd=fd, name=name, parent=TC_EGRESS,
+                         prio=prio, protocol=ETH_P_ALL, classid=1, direct_action=True)
+        except NetlinkError as exc:
+            raise self._tc_error(exc, link, "adding a TC egress filter to") from exc
+
+    def egress_filter_del(self, link: Link, prio: int, handle: int) -> bool:
+        """Remove the bpf filter at (prio, handle) on egress; False when none was there."""
+        try:
+            self._ipr.tc("del-filter", "bpf", link.ifindex, handle, parent=TC_EGRESS, prio=prio,
+                         protocol=ETH_P_ALL)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                return False
+            raise self._tc_error(exc, link, "removing a TC egress filter from") from exc
+        return True
+
+    @staticmethod
+    def _tc_error(exc: NetlinkError, link: Link, doing: str) -> XdpctlError:
+        code, why = exc.code, _extack(exc)
+        if code == errno.EPERM:
+            return MissingCapability(f"{doing} {link.ifname}", "CAP_NET_ADMIN")
+        if code == errno.ENODEV:
+            return InterfaceNotFound(link.ifname)
+        if code in (errno.ENOENT, errno.EOPNOTSUPP) and "kind" in why.lower():
+            return TcUnavailable(
+                f"the kernel cannot attach TC programs to {link.ifname} ({why}): it needs the clsact qdisc and "
+                "the bpf classifier (CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF); --established needs them")
+        detail = why or os.strerror(code)
+        return KernelError(f"the kernel refused {doing} {link.ifname}: {detail}")
 
     # --- lab plumbing (veth pairs, addresses, neighbours) ---------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..datapath import contract
 from ..kernel import privileges
 from ..kernel.kernel_version import require_supported
+from . import egress
 from .deploy import Current, check_mode, deploy
 from ..errors import ForeignProgram
 from ..datapath.program import FilterOptions
@@ -32,6 +33,8 @@ class AttachResult:
     options: FilterOptions
     rules: int = 0
     notes: list[str] = field(default_factory=list)
+    flow_settings: object = None  # flow_table.FlowSettings set by this attach, or None
+    egress_restored: bool = False  # the egress filter of --established was missing and is back
 
 
 def _arp_note(app, target: Target, options: FilterOptions) -> list[str]:
@@ -47,7 +50,8 @@ def _arp_note(app, target: Target, options: FilterOptions) -> list[str]:
 
 
 def attach(app, ifname: str, mode: str = "native", options: FilterOptions = FilterOptions(),
-           force: bool = False) -> AttachResult:
+           force: bool = False, flow_timeouts: dict[str, int] | None = None,
+           flow_entries: int | None = None) -> AttachResult:
     require_supported()  # before anything: no other check matters on a kernel that cannot load it
     privileges.require_attach(f"attaching XDP to {ifname}")
     from ..kernel.bpffs import ensure_mounted
@@ -62,15 +66,21 @@ def attach(app, ifname: str, mode: str = "native", options: FilterOptions = Filt
             )
         check_mode(target, mode, force)
         notes = _arp_note(app, target, options)
+        settings = egress.settings_for(target, flow_timeouts, flow_entries)  # checked before any change
         if target.ours:
             current = Current.read(target)
             if current.options == options:
+                if settings is not None:
+                    egress.write_settings(target.att.path, settings)
+                restored = egress.restore(app, target)
                 return AttachResult(ifname, target.link.ifindex, mode, target.meta.prog_id, "unchanged",
-                                    options, len(current.rules), notes)
+                                    options, len(current.rules), notes, settings, restored)
             rules, next_id, next_seq = current.rules, current.next_id, current.next_seq
         else:
             rules, next_id, next_seq = [], 1, 1
         outcome = deploy(app, target, mode=mode, options=options, rules=rules, next_id=next_id,
                          next_seq=next_seq, force=force)
+        if settings is not None:
+            egress.write_settings(target.att.path, settings)
     return AttachResult(ifname, target.link.ifindex, mode, outcome.prog_id, outcome.replaced, options,
-                        len(rules), notes + outcome.notes)
+                        len(rules), notes + outcome.notes, settings)

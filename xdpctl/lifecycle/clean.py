@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from ..kernel import privileges
-from . import namespaces, recovery
+from . import egress, namespaces, recovery
 from ..errors import MissingCapability
 
 @dataclass
@@ -54,7 +54,7 @@ def _look_here(app) -> tuple[list[Leftover], list[str]]:
         path = str(att.path)
         if link is None:
             found.append(Leftover(path, f"state of {name}{GONE}", "remove"))
-        elif recovery.unsettled(att, meta):
+        elif recovery.unsettled(att, meta) or egress.unsettled(att, meta):
             found.append(Leftover(path, f"{link.ifname}: a change interrupted midway", "settle"))
         elif missing := recovery.damaged(app, link, att, meta):
             damage = recovery.describe_damage(missing)
@@ -127,5 +127,6 @@ def clean(app, dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
                 att = next(a for a in app.state.attachments(app.netns_ino) if str(a.path) == item.path)
                 recovery.recover(app, app.netlink.link_by_index(att.ifindex), att)
             else:
+                egress.release_path(app, item.path)  # first its TC filter, on an interface still there
                 shutil.rmtree(item.path, ignore_errors=True)
     return found, notes

@@ -32,6 +32,7 @@ from pathlib import Path
 from ..datapath import contract
 from ..rules import engine
 from .. import faults
+from . import egress
 from ..kernel import libbpf, privileges
 from ..errors import BpffsMissing, ForeignProgram, KernelError, ModeError, XdpctlError
 from ..datapath.layout import Layout
@@ -193,6 +194,8 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
     gen = current.gen if current else 0
     if current is not None or layout.engine:  # maps pinned before the compile
         privileges.require_reopen_pins(f"compiling a program for {target.ifname} against its pinned maps")
+    flows = egress.Change(app, target, old_layout, layout, mode)  # the TC side of --established
+    flows.check()
 
     stale_aside = None
     if current is None and att.exists():
@@ -213,14 +216,19 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         if new_tables:
             path = engine.create_tables(str(att.path), layout)
             if current is not None and current.rules:
-                engine.write_tables(path, gen, build(current.rules), layout)
+                # The current rules, where the new layout holds them; one that
+                # drops the flow lookup cannot, and starts with the new rules.
+                kept = build(current.rules)
+                engine.write_tables(path, gen, kept if layout.fits(kept.needs) else built, layout)
             else:
                 engine.write_tables(path, gen, built, layout)
         steering.prepare(str(att.path), layout)  # the devmap and cpumap BCC opens
+        flows.prepare()
         loaded = compile_and_load(
             filter_program(options, str(att.path), layout),
             device=target.ifname if mode == "offload" else None,
         )
+        flows.load()
         notes = []
         if loaded.headers.kind == "fallback" and current is None:
             notes.append("note: " + loaded.headers.describe(os.uname().release))
@@ -256,6 +264,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
         faults.point("flip-pinned")
         libbpf.obj_pin(loaded.prog_fd, att.pin(PIN_PROG_NEW))
         faults.point("pinned-new")
+        flows.attach()  # recording flows before the XDP program looks them up
         # From the swap on, the change must be finished: a Ctrl-C waits until
         # it is; a SIGKILL leaves what recovery.settle finishes or undoes.
         with signals.held():
@@ -270,6 +279,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
             att.write_meta(_meta(target, app, prog_id=new_id, pending=0, mode=mode, options=options,
                                  layout=layout, attached_at=attached_at))
             faults.point("recorded")
+            flows.commit()
             os.replace(att.pin(PIN_PROG_NEW), att.pin(contract.PIN_PROG))
             recovery.forget_flip(att)
         if flip is not None:
@@ -280,8 +290,10 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
             engine.add_hits(att.pin(layout.pin_hits()), {
                 s: (p - hits_copied.get(s, (0, 0))[0], b - hits_copied.get(s, (0, 0))[1])
                 for s, (p, b) in final.items() if (p, b) != hits_copied.get(s, (0, 0))})
+        flows.finish()
     except BaseException as exc:
         if not committed:
+            flows.undo()
             _roll_back(att, current, pins_before, target.meta)
             if stale_aside is not None:
                 with contextlib.suppress(FileNotFoundError):  # gone with bpffs, if it was unmounted
@@ -292,7 +304,9 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
     finally:
         if loaded is not None:
             loaded.close()
+        flows.close()
     if stale_aside is not None:
+        egress.release(app, target.link, stale_aside)  # a filter the stale state names
         shutil.rmtree(stale_aside, ignore_errors=True)
     drop_unused_pins(att, layout)
     return Outcome(new_id, True, replaced, layout, notes)

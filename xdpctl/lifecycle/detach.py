@@ -1,7 +1,9 @@
 """detach: remove xdpctl's program from an interface, with its pins and state.
 
 The removal is a compare-and-swap against the program xdpctl recorded, so a
-program someone else put there in the meantime is never removed.
+program someone else put there in the meantime is never removed. The TC
+egress program of --established goes with it (egress.py: only the filter,
+and the qdisc, xdpctl made).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from ..datapath import contract
 from ..kernel import libbpf, privileges
 from ..errors import ForeignProgram, NotManaged
+from . import egress
 from .target import prog_name, recorded, resolve
 
 
@@ -38,11 +41,13 @@ def _detach(app, target) -> DetachResult:
             raise ForeignProgram(ifname, target.attached_id,
                                  prog_name(target.attached_id), hint)
         if target.stale:
+            egress.release(app, target.link, target.att.path)  # a TC filter the state still names
             target.att.remove()
             return DetachResult(ifname, 0, "no program was attached; removed xdpctl's leftover state")
         raise NotManaged(ifname)
     with libbpf.opened(target.att.pin(contract.PIN_PROG)) as fd:
         app.netlink.xdp_set(target.link, -1, target.meta.mode_name, expected_fd=fd)
+    egress.release(app, target.link, target.att.path)  # --established's TC filter, if any
     target.att.remove()
     return DetachResult(ifname, target.meta.prog_id)
 

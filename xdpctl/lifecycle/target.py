@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..datapath import contract
 from ..kernel import libbpf, privileges
-from . import recovery
+from . import egress, recovery
 from ..errors import InterfaceGone, InterfaceNotFound, StateVersion
 from ..kernel.netlink import Link
 from .state import Attachment
@@ -94,7 +94,7 @@ def load(app, link: Link, wait: bool = True) -> Target:
     if target.other_abi:
         return target  # not this xdpctl's to settle (resolve refuses it)
     if recovery.unsettled(att, target.meta) or recovery.leftovers(att, target.meta) \
-            or recovery.damaged(app, link, att, target.meta):
+            or recovery.damaged(app, link, att, target.meta) or egress.unsettled(att, target.meta):
         if not wait:
             with app.state.looking(app.netns_ino) as busy:
                 if busy:

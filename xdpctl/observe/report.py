@@ -78,6 +78,10 @@ def status(app) -> dict:
             out.append(_entry(target))
             if target.ours and (warnings := steering_warnings(app, target)):
                 out[-1]["warnings"] = warnings
+            if target.ours:
+                from .flows import egress_status
+
+                out[-1]["egress"] = egress_status(app, target)  # --established's TC program, or None
         elif target.stale and not target.other_abi:
             stale.append({"ifname": link.ifname, "ifindex": link.ifindex,
                           "reason": "xdpctl's state remains but no program is attached"})

@@ -9,6 +9,7 @@
       { action = "pass", src_mac = "02:00:00:00:00:01", priority = 10 },
       { action = "redirect", to = ["eth1", "eth2"], proto = "udp" },
       { action = "redirect", cpu = 1, proto = "tcp", dport = 443 },
+      { action = "pass", established = true },
     ]
 
 Rules may also be written as [[interfaces.eth0.rules]] tables. Rules
@@ -277,6 +278,8 @@ def _rule(item, line: int, fail) -> RuleSpec:
         priority = parse_priority(item["priority"], "priority") if "priority" in item else None
         values = {k: v for k, v in item.items() if k in MATCH_KEYS}
         for k, v in values.items():
+            if k == "established":  # a flag: parse_established reads it
+                continue
             if not isinstance(v, (str, int)) or isinstance(v, bool):
                 raise BadInput(f"{k} must be a string or a number, not {v!r}")
         match = parse_match(values, file_label)

@@ -33,13 +33,18 @@ _DECIMAL = re.compile(r"^[0-9]+$")
 
 # The match keys, in the order they are shown and exported.
 MATCH_KEYS = ("src", "dst", "proto", "sport", "dport", "src_mac", "dst_mac", "vlan", "ethertype",
-              "tcp_flags", "icmp_type", "icmp_code")
+              "tcp_flags", "icmp_type", "icmp_code", "established")
 KIND_OF = {
     "src": contract.KIND_SRC, "dst": contract.KIND_DST, "proto": contract.KIND_PROTO,
     "sport": contract.KIND_SPORT, "dport": contract.KIND_DPORT, "src_mac": contract.KIND_SRC_MAC,
     "dst_mac": contract.KIND_DST_MAC, "vlan": contract.KIND_VLAN, "ethertype": contract.KIND_ETHERTYPE,
     "tcp_flags": contract.KIND_TCP_FLAGS, "icmp_type": contract.KIND_ICMP,
+    "established": contract.KIND_ESTABLISHED,
 }
+# What --established can answer (flow_kern.h): TCP, UDP, and ICMP echo replies
+# and errors that quote a flow, by protocol and ICMP type.
+ESTABLISHED_PROTOCOLS = (6, 17, 1, 58)
+ESTABLISHED_ICMP_TYPES = {1: (0, 3, 11), 58: (129, 1, 2, 3)}  # echo reply; errors
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -184,6 +189,17 @@ def parse_priority(text, what: str = "--priority") -> int:
     return _int(text, what, 0, PRIORITY_MAX)
 
 
+def parse_established(value, what: str = "--established") -> bool:
+    """A flag: true is the only value a match can have (a rule without it
+    matches new and established flows alike)."""
+    if value is True:
+        return True
+    if value is False:
+        raise BadInput(f"{what} = false is not a match; leave {what} out for a rule that matches new and "
+                       "established flows alike")
+    raise BadInput(f"{what} is a flag: write {what} = true, not {value!r}")
+
+
 def parse_action(text) -> int:
     s = str(text).strip().lower()
     if s not in ACTIONS:
@@ -208,6 +224,7 @@ class Match:
     tcp_flags: tuple[int, int] | None = None
     icmp_type: int | None = None
     icmp_code: int | None = None
+    established: bool | None = None  # True: the frame answers a flow the host opened
 
     # Derived once (a rule set's table build asks for them per rule, often).
     kinds: int = field(init=False, repr=False, compare=False)
@@ -255,6 +272,8 @@ class Match:
                                        and not p.tcp_flags & self.tcp_flags[1]),
             self.icmp_type is None or p.icmp_type == self.icmp_type,
             self.icmp_code is None or p.icmp_code == self.icmp_code,
+            # The flow table is the kernel's: the caller says what it holds for p.
+            self.established is None or bool(getattr(p, "established", False)),
         )
         return all(checks)
 
@@ -288,6 +307,8 @@ class Match:
             out["icmp_type"] = self.icmp_type
         if self.icmp_code is not None:
             out["icmp_code"] = self.icmp_code
+        if self.established:
+            out["established"] = True
         return out
 
     def check(self, label=cli_label) -> "Match":
@@ -323,7 +344,24 @@ class Match:
             raise BadInput(f"{L('proto')} icmpv6 is IPv6's; with IPv4 addresses use {L('proto')} icmp")
         if self.tcp_flags is not None and self.icmp_type is not None:
             raise BadInput(f"{L('tcp_flags')} and {L('icmp_type')} cannot both match one frame")
+        if self.established:
+            self._check_established(L)
         return self
+
+    def _check_established(self, L) -> None:  # noqa: N803
+        """Flows are TCP, UDP and ICMP echo: refuse what no flow's frame is."""
+        if self.ethertype is not None and self.ethertype not in (0x0800, 0x86DD):
+            raise BadInput(f"{L('ethertype')} 0x{self.ethertype:04x} is not IP, and {L('established')} holds "
+                           "only for IPv4 and IPv6 frames (TCP, UDP, ICMP) of flows this host opened")
+        if self.proto is not None and self.proto not in ESTABLISHED_PROTOCOLS:
+            name = PROTOCOL_NAMES.get(self.proto, str(self.proto))
+            raise BadInput(f"{L('established')} holds only for TCP, UDP, ICMP and ICMPv6 frames; "
+                           f"{L('proto')} {name} is never part of a tracked flow")
+        if self.icmp_type is not None:
+            protos = [self.proto] if self.proto in ESTABLISHED_ICMP_TYPES else list(ESTABLISHED_ICMP_TYPES)
+            if not any(self.icmp_type in ESTABLISHED_ICMP_TYPES[p] for p in protos):
+                raise BadInput(f"{L('established')} holds for ICMP echo replies and errors only (ICMP types 0, "
+                               f"3, 11; ICMPv6 1, 2, 3, 129), so never with {L('icmp_type')} {self.icmp_type}")
 
 
 def parse_match(values: dict, label=cli_label) -> Match:
@@ -335,6 +373,7 @@ def parse_match(values: dict, label=cli_label) -> Match:
         "src_mac": parse_mac, "dst_mac": parse_mac, "vlan": parse_vlan, "ethertype": parse_ethertype,
         "tcp_flags": parse_tcp_flags,
         "icmp_type": lambda v, w: _int(v, w, 0, 255), "icmp_code": lambda v, w: _int(v, w, 0, 255),
+        "established": parse_established,
     }
     fields = {key: parsers[key](values[key], label(key)) for key in MATCH_KEYS if values.get(key) is not None}
     return Match(**fields).check(label)
@@ -432,6 +471,7 @@ class Rule:
             tcp_flags=(tcp_set, tcp_clear) if has(contract.KIND_TCP_FLAGS) else None,
             icmp_type=icmp_type if has(contract.KIND_ICMP) else None,
             icmp_code=icmp_code if flags & contract.RULE_ICMP_CODE else None,
+            established=True if has(contract.KIND_ESTABLISHED) else None,
         )
         steer = NO_STEER
         if action == contract.ACTION_REDIRECT_CPU:

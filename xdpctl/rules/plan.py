@@ -16,7 +16,7 @@ from .model import Rule, sort_rules
 def _text(rule) -> str:
     d = rule.describe()
     words = [d["action"]] + ([rule.steer.words()] if rule.steer.words() else [])
-    words += [f"{k} {v}" for k, v in d["match"].items()]
+    words += [k if v is True else f"{k} {v}" for k, v in d["match"].items()]
     if rule.priority_set:
         words.append(f"priority {rule.priority}")
     return " ".join(words)

@@ -68,6 +68,8 @@ def primary_kind(rule: Rule) -> str | None:
         offer(6, "PROTO")
     if m.tcp_flags is not None:
         offer(7, "TCP_FLAGS")
+    if m.established is not None:
+        offer(8, "ESTABLISHED")  # most frames of a busy host are replies
     return best[1] if best else None
 
 
@@ -105,6 +107,8 @@ def _intervals(kind: str, rule: Rule) -> list[tuple[int, int]]:
         if m.icmp_code is None:
             return [(base, base | 0xFF)]
         return [(base | m.icmp_code, base | m.icmp_code)]
+    if kind == "ESTABLISHED":
+        return [(1, 1)]  # the frame answers a live flow
     raise ValueError(kind)
 
 
