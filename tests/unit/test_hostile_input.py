@@ -32,6 +32,7 @@ from xdpctl.rules.model import MATCH_KEYS, Rule, parse_match
 from xdpctl.lifecycle.ruleops import Change
 
 runner = CliRunner()
+LIMITS: list = []  # the limit of each rule the no_kernel fixture recorded
 FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 OPTIONS = ["--src", "--dst", "--proto", "--sport", "--dport", "--src-mac", "--dst-mac", "--vlan",
@@ -43,10 +44,13 @@ def no_kernel(monkeypatch):
     """`rule add` with every value accepted records the rule instead of changing the kernel."""
     calls = []
 
-    def add(app, ifname, action, match, priority, steer=NO_STEER):
+    def add(app, ifname, action, match, priority, steer=NO_STEER, limit=None):
         calls.append((ifname, action, match, priority, steer))
+        LIMITS.append(limit)
         return Change(Rule(action, match, priority or contract.PRIORITY_DEFAULT, priority is not None, 1, 1, 0,
-                           steer), False, 1, [])
+                           steer, limit), False, 1, [])
+
+    LIMITS.clear()
 
     monkeypatch.setattr(xdpctl.lifecycle.ruleops, "add", add)
     return calls
@@ -534,3 +538,39 @@ def test_the_shape_check_passes_every_file_export_writes(seed, n, names):
         entries.append((name, "native", "allow", False, sort_rules(rules)))
     back = parse(dump(entries), "x.toml")
     assert [(name, len(back.interfaces[name].rules)) for name in names] == [(e[0], len(e[4])) for e in entries]
+
+
+# --- rate limits ----------------------------------------------------------------------
+
+LIMIT_OPTIONS = ["--over", "--burst", "--per", "--table", "--ceiling", "--block"]
+
+
+@FAST
+@given(given_options=st.lists(st.sampled_from(LIMIT_OPTIONS[1:]), unique=True, max_size=3),
+       over=st.sampled_from([None, "1000/s", "20mbit/s", "7/min"]), value=st.text(max_size=30))
+@example(given_options=["--per"], over="1000/s", value="src/33")
+@example(given_options=["--block"], over="1000/s", value="99999999999999999999d")
+@example(given_options=["--burst"], over="1000/s", value="99999999999999999999")
+@example(given_options=["--ceiling"], over="1000/s", value="none")
+def test_any_limit_option_is_accepted_or_refused_in_one_line(no_kernel, given_options, over, value):
+    """Whatever --burst, --per, --table, --ceiling and --block hold, with or
+    without --over: a limit that reads back as given, or one line and
+    nothing recorded."""
+    from xdpctl.rules.model import parse_limit
+
+    no_kernel.clear()
+    LIMITS.clear()
+    args = [x for o in given_options for x in (o, value)] + (["--over", over] if over else [])
+    r = rule_add("eth0", "drop", *args)
+    assert "Traceback" not in r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    if r.exit_code:
+        assert_refused(r)
+        assert no_kernel == []
+        return
+    ((_, _, match, _, _),) = no_kernel
+    (limit,) = LIMITS
+    if over is None:  # a plain rule: no limit option came without --over
+        assert limit is None and not given_options
+        return
+    assert parse_limit(limit.describe(), match) == limit

@@ -15,6 +15,7 @@ def command():
     A rule matches when all its matches hold; the matching rule with the
     lowest priority number decides (rules without one get 1000 and keep
     their insertion order); with no match the interface policy decides.
+    A rule with --over matches only the frames that go over its rate.
     """
 
 
@@ -36,6 +37,28 @@ MATCH_OPTIONS = [
 ]
 
 
+LIMIT_OPTIONS = [
+    click.option("--over", metavar="RATE",
+                 help="Match only frames over RATE (N/s, N/min, N/h, N[k|m|g]bit/s, N[k|m|g]bytes/s).",),
+    click.option("--burst", metavar="N", help="With --over: frames (bytes, bits) above the rate at once "
+                 "(default: one second of it)."),
+    click.option("--per", metavar="KEY", help="With --over: a bucket per src (default), src/N, src/N,M "
+                 "(IPv4 /N, IPv6 /M), flow, or one for the rule."),
+    click.option("--table", metavar="N", help="With --over: the most keys the rule's table holds "
+                 "(default 65536; the oldest go first)."),
+    click.option("--ceiling", metavar="RATE|none", help="With --over: what sources not in the table pass "
+                 "together (default 64 times the rate)."),
+    click.option("--block", metavar="DURATION", help="With --over: ban a source that goes over, for "
+                 "DURATION (30s, 10m, 1h, 2d)."),
+]
+
+
+def limit_options(f):
+    for opt in reversed(LIMIT_OPTIONS):
+        f = opt(f)
+    return f
+
+
 def match_options(f):
     for opt in reversed(MATCH_OPTIONS):
         f = opt(f)
@@ -46,6 +69,7 @@ def match_options(f):
 @click.argument("iface", type=IFACE)
 @click.argument("action", type=click.Choice(["pass", "drop", "redirect", "tx"]))
 @match_options
+@limit_options
 @click.option("--priority", metavar="N", help="0-65535, lower decides first (default 1000).")
 @click.option("--to", "to", metavar="IF[,IF...]",
               help="redirect: out of these interfaces (up to 64), one per flow by a hash.")
@@ -64,13 +88,16 @@ def add(app, iface, action, priority, to, cpu, queue, as_json, **values):
     """
     from ..lifecycle.ruleops import add as add_rule
     from ..rules import actions
-    from ..rules.model import parse_match, parse_priority
+    from ..rules.limits import LIMIT_KEYS
+    from ..rules.model import parse_limit, parse_match, parse_priority
     from .output import note
 
     code, steer = actions.parse(action, to, cpu, queue)
+    limit_values = {k: values.pop(k) for k in LIMIT_KEYS}
     match = parse_match(values)
+    limit = parse_limit(limit_values, match)
     prio = parse_priority(priority) if priority is not None else None
-    change = add_rule(app, iface, code, match, prio, steer)
+    change = add_rule(app, iface, code, match, prio, steer, limit)
     for line in change.notes:
         note(line)
     if as_json:
@@ -122,6 +149,7 @@ def describe(rule: dict) -> str:
         parts.append("to " + ",".join(rule["to"]))
     elif "cpu" in rule:
         parts.append(f"cpu {rule['cpu']} queue {rule['queue']}")
+    parts += [f"{k} {rule[k]}" for k in ("over", "burst", "per", "table", "ceiling", "block") if k in rule]
     parts += [k.replace("_", "-") if v is True else f"{k.replace('_', '-')} {v}"
               for k, v in rule["match"].items()] or ["everything"]
     return " ".join(parts) + f" (priority {rule['priority']})"

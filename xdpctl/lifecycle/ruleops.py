@@ -18,6 +18,7 @@ from ..errors import BadInput, NotManaged, XdpctlError
 from ..datapath.layout import Layout
 from ..rules import actions
 from ..rules.actions import NO_STEER, Steer
+from ..rules.limits import Limit
 from ..rules.model import Match, Rule, sort_rules
 from . import steering
 from .target import Target, resolve
@@ -56,6 +57,15 @@ def check_limits(ifname: str, rules: list[Rule]) -> None:
     actions.check_queues(rules)
 
 
+def refuse_limits(ifname: str, wanted) -> None:
+    """Rate limits are read and checked (rules/limits.py), but the datapath
+    does not enforce them yet (bpf/limit_kern.h, issue 13): refuse a rule
+    with --over rather than install it as a rule that matches every frame."""
+    if any(limit is not None for limit in wanted):
+        raise BadInput(f"rate limits (--over) are not enforced by this build's XDP program yet, so no rule "
+                       f"with one is installed on {ifname}; nothing was changed")
+
+
 def free_slots(rules: list[Rule], n: int) -> list[int]:
     used = {r.slot for r in rules}
     out, slot = [], 0
@@ -66,20 +76,23 @@ def free_slots(rules: list[Rule], n: int) -> list[int]:
     return out
 
 
-def add(app, ifname: str, action: int, match: Match, priority: int | None, steer: Steer = NO_STEER) -> Change:
+def add(app, ifname: str, action: int, match: Match, priority: int | None, steer: Steer = NO_STEER,
+        limit: Limit | None = None) -> Change:
     """Add a rule; steer: a redirect's targets by name, or its CPU
-    (rules/actions.py), checked on the machine here (steering.resolve)."""
+    (rules/actions.py), checked on the machine here (steering.resolve);
+    limit: its --over (rules/limits.py)."""
+    refuse_limits(ifname, [limit])
     privileges.require_attach(f"changing the rules of {ifname}")
     with app.state.lock():
         target = _managed(app, ifname)
         steer = steering.resolve(app, target.ifname, action, steer, mode=target.meta.mode_name)
         current = Current.read(target)
         for r in current.rules:
-            if r.identity == (action, priority, match, steer.key):
+            if r.identity == (action, priority, match, steer.key, limit):
                 raise BadInput(f"{ifname} already has this rule (id {r.id}); nothing was changed")
         (slot,) = free_slots(current.rules, 1)
         rule = Rule(action, match, priority if priority is not None else contract.PRIORITY_DEFAULT,
-                    priority is not None, current.next_id, current.next_seq, slot, steer)
+                    priority is not None, current.next_id, current.next_seq, slot, steer, limit)
         rules = current.rules + [rule]
         check_limits(ifname, rules)
         outcome = deploy(app, target, mode=current.mode, options=current.options, rules=rules,

@@ -10,6 +10,7 @@
       { action = "redirect", to = ["eth1", "eth2"], proto = "udp" },
       { action = "redirect", cpu = 1, proto = "tcp", dport = 443 },
       { action = "pass", established = true },
+      { action = "drop", over = "1000/s", per = "src/24", block = "10m", proto = "udp", dport = 53 },
     ]
 
 Rules may also be written as [[interfaces.eth0.rules]] tables. Rules
@@ -30,13 +31,14 @@ from .. import safe_files, validate
 from ..errors import BadInput
 from . import actions, file_shape
 from .actions import NO_STEER, STEER_KEYS, Steer
-from .model import MATCH_KEYS, Match, Rule, file_label, parse_match, parse_priority
+from .limits import LIMIT_KEYS, Limit
+from .model import MATCH_KEYS, Match, Rule, file_label, parse_limit, parse_match, parse_priority
 
 INTERFACE_KEYS = {"mode", "policy", "drop_non_ip", "rules"}
 # A file of the most rules xdpctl holds, in the longest form, is ~30 MB; a
 # larger one is refused before it is read, rather than read into memory whole.
 MAX_FILE_BYTES = 64 << 20
-RULE_KEYS = {"action", "priority", *MATCH_KEYS, *STEER_KEYS}
+RULE_KEYS = {"action", "priority", *MATCH_KEYS, *STEER_KEYS, *LIMIT_KEYS}
 MODES = tuple(contract.MODES)
 
 
@@ -47,10 +49,11 @@ class RuleSpec:
     priority: int | None
     line: int
     steer: Steer = NO_STEER  # redirect targets by name (resolved by lifecycle/apply.py)
+    limit: Limit | None = None  # over, burst, per, table, ceiling, block (rules/limits.py)
 
     @property
     def identity(self) -> tuple:
-        return (self.action, self.priority, self.match, self.steer.key)
+        return (self.action, self.priority, self.match, self.steer.key, self.limit)
 
 
 @dataclass
@@ -283,9 +286,10 @@ def _rule(item, line: int, fail) -> RuleSpec:
             if not isinstance(v, (str, int)) or isinstance(v, bool):
                 raise BadInput(f"{k} must be a string or a number, not {v!r}")
         match = parse_match(values, file_label)
+        limit = parse_limit({k: v for k, v in item.items() if k in LIMIT_KEYS}, match, file_label)
     except BadInput as exc:
         fail(line, str(exc))
-    return RuleSpec(action, match, priority, line, steer)
+    return RuleSpec(action, match, priority, line, steer, limit)
 
 
 # --- writing -------------------------------------------------------------------
@@ -334,6 +338,7 @@ def dump(interfaces: list[tuple[str, str, str, bool, list[Rule]]]) -> str:
                     if r.steer.queue_size != contract.QUEUE_DEFAULT:
                         parts.append(f"queue = {r.steer.queue_size}")
                 parts += [f"{k} = {_toml_value(v)}" for k, v in d["match"].items()]
+                parts += [f"{k} = {_toml_value(d[k])}" for k in LIMIT_KEYS if k in d]
                 if r.priority_set:
                     parts.append(f"priority = {r.priority}")
                 out.append("  { " + ", ".join(parts) + " },")

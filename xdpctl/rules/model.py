@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 
 from ..datapath import contract
 from ..errors import BadInput
-from . import actions
+from . import actions, limits
 from .actions import NO_STEER, Steer, Target
+from .limits import Limit
 
 # The filtering actions; redirect and tx (rules/actions.py) steer frames too.
 ACTIONS = {"pass": contract.ACTION_PASS, "drop": contract.ACTION_DROP}
@@ -245,6 +246,16 @@ class Match:
     def __hash__(self) -> int:
         return self._hash
 
+    @property
+    def family(self) -> int | None:
+        """4 or 6 when the match holds for one IP family only, else None."""
+        for net in (self.src, self.dst):
+            if net is not None:
+                return net.version
+        if self.ethertype in (0x0800, 0x86DD):
+            return 4 if self.ethertype == 0x0800 else 6
+        return {1: 4, 58: 6}.get(self.proto)
+
     def matches(self, p) -> bool:
         """Does a frame, as xdpctl/datapath/classify.py parses it, meet every match?
         (The reference the program is tested against.)"""
@@ -379,6 +390,12 @@ def parse_match(values: dict, label=cli_label) -> Match:
     return Match(**fields).check(label)
 
 
+def parse_limit(values: dict, match: Match, label=cli_label) -> Limit | None:
+    """The rule's rate limit from --over, --burst, --per, --table, --ceiling,
+    --block (None for options not given), or None without --over."""
+    return limits.parse_limit(values, match.family, label)
+
+
 @dataclass(frozen=True)
 class Rule:
     action: int
@@ -389,6 +406,7 @@ class Rule:
     seq: int = 0
     slot: int = 0
     steer: Steer = NO_STEER  # where a redirect sends (rules/actions.py)
+    limit: Limit | None = None  # --over: matches only frames over the rate (rules/limits.py)
 
     @property
     def order(self) -> int:
@@ -398,7 +416,8 @@ class Rule:
     @property
     def identity(self) -> tuple:
         """What makes two rules the same rule (for apply and duplicates)."""
-        return (self.action, self.priority if self.priority_set else None, self.match, self.steer.key)
+        return (self.action, self.priority if self.priority_set else None, self.match, self.steer.key,
+                self.limit)
 
     def describe(self) -> dict:
         out = {
@@ -408,6 +427,8 @@ class Rule:
             "match": self.match.describe(),
         }
         out.update(self.steer.describe())
+        if self.limit is not None:
+            out.update(self.limit.describe())
         return out
 
     def with_ids(self, id: int, seq: int, slot: int) -> "Rule":

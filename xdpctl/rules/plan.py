@@ -55,7 +55,7 @@ def plan_interface(want: InterfaceConfig, current) -> InterfacePlan:
         else:
             rule = Rule(spec.action, spec.match,
                         spec.priority if spec.priority is not None else contract.PRIORITY_DEFAULT,
-                        spec.priority is not None, next_id, seq, next(free), spec.steer)
+                        spec.priority is not None, next_id, seq, next(free), spec.steer, spec.limit)
             next_id += 1
             rules.append(rule)
             added.append(rule)

@@ -1,0 +1,258 @@
+"""Rate limits (issue 13): reading --over and its companions, the file keys,
+and the token bucket's integer arithmetic (the reference bpf/limit_kern.h
+is held to), with exact counts worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from xdpctl.cli import cli
+from xdpctl.errors import BadInput
+from xdpctl.rules import limits
+from xdpctl.rules.config_file import dump, parse
+from xdpctl.rules.limits import NS, Bucket, BucketState, Per, parse_duration, parse_per, parse_rate
+from xdpctl.rules.model import ACTIONS, Rule, cli_label, parse_limit, parse_match
+
+UDP53 = parse_match({"proto": "udp", "dport": "53"})
+
+
+def limit(**values):
+    return parse_limit(values, UDP53)
+
+
+# --- rates ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, amount, period, unit, shown", [
+    ("1000/s", 1000, 1, "frames", "1000/s"),
+    (" 30 / min ", 30, 60, "frames", "30/min"),
+    ("5/hour", 5, 3600, "frames", "5/h"),
+    ("20mbit/s", 20_000_000, 1, "bits", "20mbit/s"),
+    ("1500kbit/s", 1_500_000, 1, "bits", "1500kbit/s"),
+    ("10KBytes/second", 10_000, 1, "bytes", "10kbytes/s"),
+    ("3gbytes/s", 3_000_000_000, 1, "bytes", "3gbytes/s"),
+    ("1000000bit/s", 1_000_000, 1, "bits", "1mbit/s"),
+])
+def test_rates_read_and_write_back(text, amount, period, unit, shown):
+    rate = parse_rate(text)
+    assert (rate.amount, rate.period, rate.unit, str(rate)) == (amount, period, unit, shown)
+    assert parse_rate(str(rate)) == rate
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("0/s", "a rate of 0"),
+    ("0kbit/s", "a rate of 0"),
+    ("10/fortnight", "'fortnight' is not a unit of time"),
+    ("10tbit/s", "is not a rate"),
+    ("10mbit/min", "per second"),
+    ("ten/s", "is not a rate"),
+    ("-5/s", "is not a rate"),
+    ("1.5/s", "is not a rate"),
+    ("", "is not a rate"),
+])
+def test_bad_rates_are_one_sentence(text, fragment):
+    with pytest.raises(BadInput, match=fragment) as exc:
+        parse_rate(text)
+    assert "\n" not in str(exc.value)
+
+
+# --- what goes with --over -------------------------------------------------------------
+
+
+def test_defaults_are_one_second_of_the_rate_per_source():
+    lim = limit(over="1000/s")
+    assert (lim.burst, lim.per, lim.table, lim.block) == (1000, Per("src"), 65536, 0)
+    assert lim.ceiling == parse_rate("64000/s")
+    assert limit(over="30/min").burst == 1  # half a frame a second: at least one
+    assert limit(over="20mbit/s").burst == 20_000_000  # bits, for a bit rate
+    assert limit(over="8kbit/s").burst == 1514 * 8  # at least one full frame
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"burst": "5"}, "--burst needs --over"),
+    ({"block": "10m"}, "--block needs --over"),
+    ({"per": "flow"}, "--per needs --over"),
+    ({"over": "10/s", "burst": "0"}, "--burst 0 lets no frame through"),
+    ({"over": "10/s", "burst": "5k"}, "whole number of frames"),
+    ({"over": "10/s", "per": "src/33"}, "an IPv4 prefix is 1 to 32 bits"),
+    ({"over": "10/s", "per": "dst"}, "is not src, src/N"),
+    ({"over": "10/s", "per": "rule", "table": "100"}, "one bucket for the rule"),
+    ({"over": "10/s", "per": "rule", "ceiling": "100/s"}, "one bucket for the rule"),
+    ({"over": "10/s", "table": "8"}, "from 16 to 4,194,304"),
+    ({"over": "10/s", "table": "99999999"}, "from 16 to 4,194,304"),
+    ({"over": "1000/s", "ceiling": "10/s"}, "below --over"),
+    ({"over": "1mbit/s", "ceiling": "100/s"}, "must count what --over"),
+    ({"over": "10/s", "block": "0s"}, "no time at all"),
+    ({"over": "10/s", "block": "3651d"}, "longer than 3650 days"),
+    ({"over": "10/s", "block": "99999999999999999999999h"}, "longer than 3650 days"),
+    ({"over": "10/s", "block": "10 minutes"}, "not a duration"),
+])
+def test_what_does_not_hold_together_is_refused(values, fragment):
+    with pytest.raises(BadInput, match=fragment):
+        limit(**values)
+
+
+def test_per_prefix_follows_the_rules_family():
+    v4, v6, both = parse_match({"src": "10.0.0.0/8"}), parse_match({"dst": "2001:db8::/32"}), UDP53
+    assert parse_limit({"over": "1/s", "per": "src/24"}, v4).per == Per("src", 24, 0)
+    assert parse_limit({"over": "1/s", "per": "src/64"}, v6).per == Per("src", 0, 64)
+    assert parse_limit({"over": "1/s", "per": "src/24"}, both).per == Per("src", 24, 64)
+    assert parse_limit({"over": "1/s", "per": "src/20,48"}, both).per == Per("src", 20, 48)
+    with pytest.raises(BadInput, match="matches IPv4 only; write src/24"):
+        parse_limit({"over": "1/s", "per": "src/24,64"}, v4)
+    with pytest.raises(BadInput, match="1 to 128"):
+        parse_per("src/129", 6)
+    for text, family, shown in (("src/24", 4, "src/24"), ("src/64", 6, "src/64"), ("src/24", None, "src/24,64"),
+                                ("src/20,48", None, "src/20,48"), ("flow", None, "flow")):
+        assert str(parse_per(text, family)) == shown
+        assert parse_per(shown, family) == parse_per(text, family)
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("10m", 600), ("1h", 3600), ("2d", 172800),
+                                           ("1h30m", 5400), ("45", 45)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+    assert parse_duration(limits.show_duration(seconds)) == seconds
+
+
+def test_a_limit_reads_back_from_what_it_describes():
+    for values in ({"over": "1000/s"}, {"over": "20mbit/s", "per": "src/24", "burst": "3000000"},
+                   {"over": "200/s", "burst": "50", "per": "flow", "block": "10m", "ceiling": "none"},
+                   {"over": "100000/s", "per": "rule"}, {"over": "7/min", "table": "1024", "ceiling": "70/min"}):
+        lim = limit(**values)
+        assert parse_limit(lim.describe(), UDP53) == lim
+
+
+# --- the bucket ---------------------------------------------------------------------
+
+
+def run(bucket: Bucket, times_ns, length=100) -> list[bool]:
+    """Whether each frame, at each time, goes over (one key's bucket)."""
+    state = BucketState.new(bucket, times_ns[0])
+    return [state.over(bucket, t, length) for t in times_ns]
+
+
+def test_a_burst_faster_than_the_rate_passes_burst_then_the_rate():
+    # 1000/s, burst 50: 200 frames 100 us apart (10,000/s) over 20 ms.
+    bucket = limit(over="1000/s", burst="50").bucket()
+    over = run(bucket, [i * 100_000 for i in range(200)])
+    within = [i for i, o in enumerate(over) if not o]
+    # The first 50 from the full bucket, and one more for each whole
+    # millisecond since the first: by frame i (at i/10 ms), 50 + i // 10.
+    assert within[:50] == list(range(50))
+    assert [sum(not o for o in over[: i + 1]) for i in range(200)] == [min(i + 1, 50 + i // 10)
+                                                                      for i in range(200)]
+    assert len(within) == 50 + 19  # 19.9 ms: 19 whole frames refilled
+
+
+def test_a_byte_rate_charges_each_frame_its_length():
+    # 8kbit/s = 1000 bytes/s, burst 3000 bytes: 1000-byte frames every 100 ms.
+    bucket = limit(over="8kbit/s", burst=str(3000 * 8)).bucket()
+    over = run(bucket, [i * 100_000_000 for i in range(30)], length=1000)
+    within = [i for i, o in enumerate(over) if not o]
+    # Three from the burst, then one a second (every 10th frame).
+    assert within == [0, 1, 2, 10, 20]
+
+
+def test_a_frame_over_takes_nothing_from_the_bucket():
+    bucket = limit(over="1/s", burst="1").bucket()
+    state = BucketState.new(bucket, 0)
+    assert not state.over(bucket, 0, 60)
+    for t in range(1, 1000):  # 999 frames over, within the first second
+        assert state.over(bucket, t * 1000, 60)
+    assert not state.over(bucket, NS, 60)  # one second after the first: one token back
+
+
+def test_long_idle_fills_the_bucket_and_no_more():
+    bucket = limit(over="1000/s", burst="10").bucket()
+    state = BucketState.new(bucket, 0)
+    for _ in range(10):
+        state.over(bucket, 0, 60)
+    ten_years = 10 * 365 * 86400 * NS
+    assert state.over(bucket, 0, 60)
+    within = sum(not state.over(bucket, ten_years, 60) for _ in range(20))
+    assert within == 10 and state.tokens < bucket.cost
+    assert state.tokens + bucket.fill_ns * bucket.refill < 1 << 63  # the refill never overflows
+
+
+@pytest.mark.parametrize("text", ["999999937/s", "999999937/h", "10gbit/s", "4gbytes/s", "1/h"])
+def test_the_arithmetic_stays_in_64_bits_for_every_rate_it_takes(text):
+    rate = parse_rate(text)
+    bucket = Bucket.of(rate, limits.default_burst(rate))
+    worst = max(bucket.capacity, bucket.frame_cost(limits.FRAME_BYTES_MAX))
+    assert worst < 1 << 62 and bucket.capacity + bucket.fill_ns * bucket.refill < 1 << 63
+
+
+def test_rates_past_the_arithmetic_are_refused():
+    with pytest.raises(BadInput, match="beyond the bucket's 64-bit arithmetic"):
+        limit(over="999999937/h", burst="999999937")
+    with pytest.raises(BadInput, match="beyond the bucket's 64-bit arithmetic"):
+        parse_rate("99999999999gbytes/s")
+
+
+def test_a_bucket_is_exact_for_a_rate_that_does_not_divide_a_second():
+    bucket = limit(over="3/s", burst="1").bucket()  # one frame each 333,333,333.3 ns
+    state = BucketState.new(bucket, 0)
+    assert not state.over(bucket, 0, 60)
+    assert state.over(bucket, 333_333_333, 60)  # a third of a nanosecond short
+    assert not state.over(bucket, 333_333_334, 60)
+    # Over 30 s, exactly 90 frames (the first from the burst).
+    state = BucketState.new(bucket, 0)
+    assert sum(not state.over(bucket, t * 1000_000, 60) for t in range(30_000)) == 90
+
+
+# --- the file, and the command line --------------------------------------------------
+
+
+def test_file_keys_read_and_write_back():
+    text = """
+[interfaces.eth0]
+rules = [
+  { action = "drop", over = "1000/s", proto = "udp", dport = 53 },
+  { action = "drop", over = "20mbit/s", per = "src/24", dst = "198.51.100.7" },
+  { action = "drop", over = "50/s", block = "10m", burst = 5, proto = "tcp", dport = 22 },
+  { action = "drop", over = "100000/s", per = "rule", proto = "udp" },
+]
+"""
+    conf = parse(text)
+    specs = conf.interfaces["eth0"].rules
+    assert [str(s.limit.rate) for s in specs] == ["1000/s", "20mbit/s", "50/s", "100000/s"]
+    assert specs[2].limit.block == 600 and specs[2].limit.burst == 5
+    rules = [Rule(s.action, s.match, id=i + 1, seq=i + 1, slot=i, limit=s.limit) for i, s in enumerate(specs)]
+    again = parse(dump([("eth0", "native", "allow", False, rules)])).interfaces["eth0"].rules
+    assert [s.identity for s in again] == [s.identity for s in specs]
+
+
+@pytest.mark.parametrize("rule, fragment", [
+    ('{ action = "drop", burst = 5 }', ":4: burst needs over"),
+    ('{ action = "drop", over = "0/s" }', ":4: over '0/s' is a rate of 0"),
+    ('{ action = "drop", over = 1000 }', ":4: over 1000 is not a rate"),
+    ('{ action = "drop", over = "10/s", per = "src/33" }', ":4: per src/33"),
+    ('{ action = "drop", over = "10/s", block = true }', ":4: block must be a duration"),
+])
+def test_bad_file_keys_name_their_line(rule, fragment):
+    with pytest.raises(BadInput, match=fragment):
+        parse(f"\n[interfaces.eth0]\nrules = [\n  {rule},\n]\n", "x.toml")
+
+
+def test_the_same_rule_with_two_limits_is_two_rules():
+    a = Rule(ACTIONS["drop"], UDP53, limit=limit(over="10/s"))
+    b = Rule(ACTIONS["drop"], UDP53, limit=limit(over="20/s"))
+    assert a.identity != b.identity != Rule(ACTIONS["drop"], UDP53).identity
+
+
+def test_rule_add_refuses_a_limit_until_the_datapath_enforces_it():
+    """Slice 1 of issue 13: read and checked, but never installed as a rule
+    that would match every frame; nothing reaches the kernel."""
+    r = CliRunner().invoke(cli, ["rule", "add", "eth0", "drop", "--over", "1000/s", "--proto", "udp"])
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == [
+        "xdpctl: error: rate limits (--over) are not enforced by this build's XDP program yet, so no rule "
+        "with one is installed on eth0; nothing was changed"]
+    r = CliRunner().invoke(cli, ["rule", "add", "eth0", "drop", "--burst", "5"])
+    assert r.exit_code == 2 and r.stderr.startswith("xdpctl: error: --burst needs --over")
+
+
+def test_cli_labels_are_the_options():
+    assert cli_label("over") == "--over" and cli_label("block") == "--block"
