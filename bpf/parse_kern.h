@@ -62,6 +62,11 @@ struct xdpctl_pkt {
 	 * programs with --established: the others' bytecode stays as it was. */
 	__u8 established;
 #endif /* XDPCTL_USE_ESTABLISHED */
+#ifdef XDPCTL_LIMITS
+	/* The frame's length, for the buckets of byte rates (limit_kern.h).
+	 * Only in programs with a limited rule. */
+	__u32 bytes;
+#endif /* XDPCTL_LIMITS */
 };
 
 /*

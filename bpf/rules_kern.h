@@ -25,6 +25,8 @@
  *   XDPCTL_DECISIONS          entries of the decision array (a power of two)
  *   XDPCTL_NDIMS              kinds in use; XDPCTL_GENERAL: general rules exist
  *
+ *   XDPCTL_LIMITS             limited rules exist (limit_kern.h; the main file's buckets)
+ *
  * May include: linux UAPI headers, xdpctl_kern_user.h, parse_kern.h.
  */
 #ifndef XDPCTL_RULES_KERN_H
@@ -34,7 +36,13 @@
 #include "parse_kern.h"
 
 #define XDPCTL_SUMMARY            XDPCTL_SUMMARY_WORDS(XDPCTL_WORDS)
-#define XDPCTL_CW                 (1 + XDPCTL_SUMMARY + XDPCTL_WORDS)  /* u64 per record */
+#ifdef XDPCTL_LIMITS
+/* A record's last word: the limited rules it allows, bit k for limited[k]. */
+#define XDPCTL_LIMIT_WORDS        1
+#else
+#define XDPCTL_LIMIT_WORDS        0
+#endif /* XDPCTL_LIMITS */
+#define XDPCTL_CW                 (1 + XDPCTL_SUMMARY + XDPCTL_WORDS + XDPCTL_LIMIT_WORDS)  /* u64 per record */
 
 /* Declares a kind's class records, or nothing. */
 #define XDPCTL_RECORDS(name, cap) __u64 cls_##name[(cap) * XDPCTL_CW];
@@ -129,6 +137,11 @@ struct xdpctl_tables {
 #ifdef XDPCTL_USE_ESTABLISHED
 	XDPCTL_RECORDS(established, XDPCTL_CAP_ESTABLISHED)
 #endif
+#ifdef XDPCTL_LIMITS
+	/* The decision index of each limited rule, in decision order
+	 * (XDPCTL_NO_RULE past the last). */
+	__u32 limited[XDPCTL_LIMIT_K];
+#endif /* XDPCTL_LIMITS */
 	struct xdpctl_decision decision[XDPCTL_DECISIONS];
 };
 
@@ -232,6 +245,12 @@ none:
 
 /* An order no rule has: the best so far before any candidate. */
 #define XDPCTL_NO_ORDER (1ULL << 62)
+
+#ifdef XDPCTL_LIMITS
+/* The main file's (it looks the buckets up): 1 when the rule in slot is
+ * limited and the frame is within its rate, so that rule does not match. */
+static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_pkt *pkt, const __u8 *l3);
+#endif /* XDPCTL_LIMITS */
 
 /*
  * Keep the best plain rule of a prefix class if it beats the best so far,
@@ -390,11 +409,49 @@ static __always_inline __u32 xdpctl_match(const struct xdpctl_tables *t, const s
 		if (pos != XDPCTL_NO_RULE) {
 			__u64 order = t->decision[pos & (XDPCTL_DECISIONS - 1)].order;
 
-			if (order < best_order)
+			if (order < best_order) {
 				best = pos;
+				best_order = order;
+			}
 		}
 	}
 #endif /* XDPCTL_GENERAL */
+#ifdef XDPCTL_LIMITS
+	{
+		/*
+		 * The limited rules (nftables' `limit rate over`): kept out of the
+		 * bitmaps above, each is a bit of every record's last word. The AND
+		 * of those words is the limited rules the frame meets; in decision
+		 * order, the first that orders before the winner so far and whose
+		 * bucket the frame goes over decides. One within its rate does not
+		 * match, and the next is consulted: at most XDPCTL_LIMIT_K, the
+		 * most an interface holds, each its own bucket lookup.
+		 */
+		__u64 lm = ~0ULL;
+		int k;
+
+#pragma unroll
+		for (k = 0; k < XDPCTL_NDIMS; k++)
+			lm &= rec[k][XDPCTL_CW - 1];
+#pragma unroll
+		for (k = 0; k < XDPCTL_LIMIT_K; k++) {
+			__u32 p = t->limited[k];
+			const struct xdpctl_decision *dec;
+
+			if (p == XDPCTL_NO_RULE)
+				break;
+			if (!(lm & (1ULL << k)))
+				continue;
+			dec = &t->decision[p & (XDPCTL_DECISIONS - 1)];
+			if (dec->order >= best_order)
+				break;  /* it and the rest order after the winner: their buckets do not pay */
+			if (!xdpctl_limit_within(dec->slot, pkt, l3)) {
+				best = p;
+				break;
+			}
+		}
+	}
+#endif /* XDPCTL_LIMITS */
 	return best;
 }
 

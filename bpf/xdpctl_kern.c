@@ -15,6 +15,7 @@
  *   XDPCTL_REDIRECT_DEV, XDPCTL_REDIRECT_CPU, XDPCTL_TX
  *                                    actions beyond pass and drop (action_kern.h)
  *   XDPCTL_USE_ESTABLISHED           (of the layout) the flow table's lookup (flow_kern.h)
+ *   XDPCTL_LIMITS                    (of the layout) rate limits: the buckets (limit_kern.h)
  *
  * BCC rewrites map calls only in this file, so every map and every function
  * that touches one lives here; map-free logic lives in the *_kern.h headers.
@@ -31,6 +32,9 @@
 #ifdef XDPCTL_USE_ESTABLISHED
 #include "flow_kern.h"
 #endif /* XDPCTL_USE_ESTABLISHED */
+#ifdef XDPCTL_LIMITS
+#include "limit_kern.h"
+#endif /* XDPCTL_LIMITS */
 
 #ifdef XDPCTL_PIN_DIR
 #define XDPCTL_MAP(type, key, val, name, max, pin) \
@@ -148,6 +152,45 @@ static __always_inline void xdpctl_established(struct xdpctl_pkt *pkt, const __u
 }
 #endif /* XDPCTL_USE_ESTABLISHED */
 
+#ifdef XDPCTL_LIMITS
+/*
+ * The limited rules' buckets, by slot (written by user space), and every
+ * key's bucket: an LRU hash shared by every CPU and by all the limited
+ * rules, bounded whatever arrives. Pinned: a replace keeps every bucket.
+ */
+XDPCTL_MAP("array", __u32, struct xdpctl_limit, xdpctl_limits, XDPCTL_SLOTS,
+	   XDPCTL_PIN_LIMITS "_" XDPCTL_SLOTS_TAG);
+XDPCTL_MAP("lru_hash", struct xdpctl_limit_key, struct xdpctl_bucket, xdpctl_buckets, XDPCTL_BUCKET_ENTRIES,
+	   XDPCTL_PIN_BUCKETS);
+
+static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_pkt *pkt, const __u8 *l3)
+{
+	struct xdpctl_limit_key key;
+	struct xdpctl_bucket *b, fresh;
+	struct xdpctl_limit *lim;
+	__u64 now;
+	int over;
+
+	lim = xdpctl_limits.lookup(&slot);
+	if (!lim || !(lim->flags & XDPCTL_LIMIT_ON))
+		return 0;  /* not limited: it matches */
+	xdpctl_limit_key_of(&key, slot, lim, pkt, l3);
+	/* The precise clock: a coarse one would let a burst through in steps of a tick. */
+	now = bpf_ktime_get_ns();
+	b = xdpctl_buckets.lookup(&key);
+	if (b)
+		/* Shared by every CPU without a lock: two CPUs at once may both
+		 * take the same tokens (docs/rules.md, the accuracy). */
+		return !xdpctl_bucket_over(b, lim, now, pkt->bytes);
+	/* A key not in the table: a full bucket (the LRU evicts the oldest). */
+	fresh.tokens = lim->capacity;
+	fresh.last_ns = now;
+	over = xdpctl_bucket_over(&fresh, lim, now, pkt->bytes);
+	xdpctl_buckets.update(&key, &fresh);
+	return !over;
+}
+#endif /* XDPCTL_LIMITS */
+
 _Static_assert(XDPCTL_ACTION_PASS == XDPCTL_VERDICT_PASS && XDPCTL_ACTION_DROP == XDPCTL_VERDICT_DROP,
 	       "a rule's action is its verdict");
 
@@ -189,6 +232,9 @@ static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *
 #ifdef XDPCTL_USE_ESTABLISHED
 	xdpctl_established(pkt, l3, data, data_end, bytes);
 #endif /* XDPCTL_USE_ESTABLISHED */
+#ifdef XDPCTL_LIMITS
+	pkt->bytes = bytes;
+#endif /* XDPCTL_LIMITS */
 	gen = cfg->gen & 1;
 	t = (struct xdpctl_tables *)xdpctl_tables.lookup(&gen);
 	if (!t)

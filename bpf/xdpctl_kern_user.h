@@ -17,7 +17,7 @@
 #ifndef XDPCTL_KERN_USER_H
 #define XDPCTL_KERN_USER_H
 
-#define XDPCTL_ABI_VERSION 3
+#define XDPCTL_ABI_VERSION 4
 
 /* Protocol classes: fixed, non-overlapping, and they sum to the total. */
 #define XDPCTL_CLASS_IPV4_TCP     0
@@ -132,6 +132,9 @@ struct xdpctl_meta {
 #define XDPCTL_ACTS_REDIRECT      (1U << 0)   /* the devmap and the flow hash */
 #define XDPCTL_ACTS_CPU           (1U << 1)   /* the cpumap */
 #define XDPCTL_ACTS_TX            (1U << 2)   /* the MAC swap */
+/* Also in struct xdpctl_layout.actions, apart from the actions' bits: rate
+ * limits compiled in (-D XDPCTL_LIMITS; the limits and buckets maps). */
+#define XDPCTL_FEAT_LIMITS        (1U << 16)
 
 /* Steering limits. The devmap holds both generations' targets: generation g
  * uses entries g * XDPCTL_DEVMAP_GEN .. + XDPCTL_DEVMAP_GEN - 1, a rule's
@@ -204,6 +207,21 @@ struct xdpctl_rule {
 	__u8 ntargets;       /* XDPCTL_ACTION_REDIRECT: its targets (the targets map) */
 	__u8 _pad1;
 	__u32 queue;         /* XDPCTL_ACTION_REDIRECT_CPU: the cpumap queue size */
+	/* Appended with rate limits (ABI 4): what --over and its companions
+	 * said (xdpctl/rules/limits.py). over_unit XDPCTL_UNIT_NONE: no limit. */
+	__u64 over;          /* the rate: units per over_period seconds */
+	__u64 burst;         /* units */
+	__u64 ceiling;       /* units per ceiling_period seconds; 0: none */
+	__u32 table;         /* keys of the rule's table */
+	__u32 block;         /* seconds a source that goes over is banned; 0: none */
+	__u16 over_period;
+	__u16 ceiling_period;
+	__u8 over_unit;      /* XDPCTL_UNIT_* */
+	__u8 ceiling_unit;
+	__u8 per;            /* XDPCTL_PER_* */
+	__u8 per_v4;         /* XDPCTL_PER_SRC: the source prefix lengths (0: family not matched) */
+	__u8 per_v6;
+	__u8 _pad2[7];
 };
 
 /*
@@ -389,5 +407,74 @@ struct xdpctl_egress {
 
 /* The TC function, and so the egress program's name. */
 #define XDPCTL_EGRESS_PROG_NAME   "xdpctl_egress"
+
+/* ---- Rate limits (--over) -------------------------------------------------
+ *
+ * A rule with --over matches a frame only when the frame goes over the rate
+ * of its bucket (nftables' `limit rate over`); within the rate, the search
+ * goes on to the next matching rule. Compiled in only for rule sets with a
+ * limited rule (XDPCTL_ACTS_LIMITS, -D XDPCTL_LIMITS; limit_kern.h).
+ */
+#define XDPCTL_UNIT_NONE          0           /* no limit */
+#define XDPCTL_UNIT_FRAMES        1
+#define XDPCTL_UNIT_BYTES         2
+#define XDPCTL_UNIT_BITS          3
+
+#define XDPCTL_PER_SRC            0           /* the source address, or prefix (per_v4, per_v6) */
+#define XDPCTL_PER_FLOW           1           /* addresses, protocol and ports */
+#define XDPCTL_PER_RULE           2           /* one bucket for the rule */
+
+/* Limited rules consulted per frame, at most (each within its rate lets the
+ * search go on): xdpctl refuses more limited rules on an interface. */
+#define XDPCTL_LIMIT_K            4
+
+/* Bits of struct xdpctl_limit.flags. */
+#define XDPCTL_LIMIT_ON           (1U << 0)   /* the rule in this slot is limited */
+#define XDPCTL_LIMIT_OF_BYTES     (1U << 1)   /* a frame costs its length times cost */
+
+/*
+ * A limited rule's bucket, in integers (the limits map: an array by slot,
+ * written by user space). One unit (a frame, or a byte) costs cost tokens;
+ * every nanosecond adds refill; the bucket holds capacity; the time since a
+ * key's last frame is capped at fill_ns (an empty bucket's fill time), so
+ * nothing overflows 64 bits (xdpctl/rules/limits.py checks every rate).
+ */
+struct xdpctl_limit {
+	__u64 refill;
+	__u64 cost;
+	__u64 capacity;
+	__u64 fill_ns;
+	__u32 flags;         /* XDPCTL_LIMIT_* */
+	__u8 per;            /* XDPCTL_PER_* */
+	__u8 per_v4;         /* prefix lengths of XDPCTL_PER_SRC */
+	__u8 per_v6;
+	__u8 _pad0;
+};
+
+/* Key of the buckets map: the rule's slot and what its --per keys by.
+ * Addresses are network order, masked to the prefix; IPv4 in the first 4
+ * bytes. Every byte is a field, so a key built on the stack is whole. */
+struct xdpctl_limit_key {
+	__u32 slot;
+	__u8 family;         /* 4, 6, or 0 (per rule; a frame that is not IP) */
+	__u8 proto;          /* per flow */
+	__u16 sport;         /* per flow, host order */
+	__u16 dport;
+	__u16 _pad0;
+	__u32 _pad1;
+	__u8 src[16];
+	__u8 dst[16];        /* per flow */
+};
+
+/* A key's bucket (the buckets map, an LRU hash shared by every CPU). */
+struct xdpctl_bucket {
+	__u64 tokens;
+	__u64 last_ns;       /* bpf_ktime_get_ns of its last refill */
+};
+
+#define XDPCTL_BUCKET_ENTRIES     65536       /* keys of the shared buckets map */
+
+#define XDPCTL_PIN_LIMITS         "limits"    /* + "_" + slots tag */
+#define XDPCTL_PIN_BUCKETS        "buckets"
 
 #endif /* XDPCTL_KERN_USER_H */

@@ -211,3 +211,22 @@ def test_flow_table_structs_and_codes():
     for source in (egress, (bpf_dir() / "xdpctl_kern.c").read_text()):
         assert "xdpctl_flows," in source and "xdpctl_flow_cfg," in source
     assert len("xdpctl_" + contract.PIN_FLOW_CONFIG) <= 15  # the kernel keeps 15 bytes of a name
+
+
+def test_rate_limits():
+    """Rate limits (limit_kern.h): the structs, codes and pins, as contract.py mirrors them."""
+    d = defines()
+    assert struct_format("xdpctl_limit")[0] == contract.LIMIT.format
+    assert canon(struct_format("xdpctl_limit_key")[0]) == canon(contract.LIMIT_KEY.format)
+    assert struct_format("xdpctl_bucket")[0] == contract.BUCKET.format
+    for name in ("xdpctl_limit", "xdpctl_limit_key", "xdpctl_bucket", "xdpctl_rule"):
+        fmt = struct_format(name)[0]
+        assert struct.calcsize(fmt) == struct.calcsize(fmt.replace("<", "@")), name  # no hidden padding
+    for name in ("UNIT_NONE", "UNIT_FRAMES", "UNIT_BYTES", "UNIT_BITS", "PER_SRC", "PER_FLOW", "PER_RULE",
+                 "LIMIT_K", "BUCKET_ENTRIES"):
+        assert int(d[f"XDPCTL_{name}"]) == getattr(contract, name), name
+    for name in ("LIMIT_ON", "LIMIT_OF_BYTES", "FEAT_LIMITS"):
+        assert d[f"XDPCTL_{name}"] == f"(1U << {getattr(contract, name).bit_length() - 1})", name
+    for pin in ("LIMITS", "BUCKETS"):
+        assert d[f"XDPCTL_PIN_{pin}"] == f'"{getattr(contract, "PIN_" + pin)}"'
+    assert canon(struct_format("xdpctl_rule")[0]).endswith("QQQIIHH" + "B" * 12)

@@ -242,17 +242,72 @@ def test_the_same_rule_with_two_limits_is_two_rules():
     assert a.identity != b.identity != Rule(ACTIONS["drop"], UDP53).identity
 
 
-def test_rule_add_refuses_a_limit_until_the_datapath_enforces_it():
-    """Slice 1 of issue 13: read and checked, but never installed as a rule
-    that would match every frame; nothing reaches the kernel."""
-    r = CliRunner().invoke(cli, ["rule", "add", "eth0", "drop", "--over", "1000/s", "--proto", "udp"])
-    assert r.exit_code == 2
-    assert r.stderr.strip().splitlines() == [
-        "xdpctl: error: rate limits (--over) are not enforced by this build's XDP program yet, so no rule "
-        "with one is installed on eth0; nothing was changed"]
+@pytest.mark.parametrize("args, fragment", [
+    (["--block", "10m"], "--block (bans) is not enforced"),
+    (["--table", "1024"], "--table (every limited rule shares one table of 65,536 keys) is not enforced"),
+    (["--ceiling", "5000/s"], "--ceiling is not enforced"),
+    (["--block", "1h", "--ceiling", "none", "--table", "99"], "--block (bans) and --table"),
+])
+def test_rule_add_refuses_what_the_datapath_does_not_enforce_yet(args, fragment):
+    """Issue 13 in progress: read and checked, but refused before anything
+    reaches the kernel rather than installed as a promise not kept."""
+    r = CliRunner().invoke(cli, ["rule", "add", "eth0", "drop", "--over", "1000/s", *args])
+    assert r.exit_code == 2, r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("xdpctl: error: ") and fragment in line and line.endswith("nothing was changed")
     r = CliRunner().invoke(cli, ["rule", "add", "eth0", "drop", "--burst", "5"])
     assert r.exit_code == 2 and r.stderr.startswith("xdpctl: error: --burst needs --over")
 
 
+def test_more_limited_rules_than_a_frame_consults_are_refused():
+    from xdpctl.datapath import contract
+    from xdpctl.lifecycle import ruleops
+
+    rules = [Rule(ACTIONS["drop"], parse_match({"dport": str(p)}), id=p, seq=p, slot=p, limit=limit(over="1/s"))
+             for p in range(1, contract.LIMIT_K + 2)]
+    ruleops.check_limits("eth0", rules[:-1])
+    with pytest.raises(ruleops.RuleLimit, match=f"at most {contract.LIMIT_K} per interface"):
+        ruleops.check_limits("eth0", rules)
+    text = "\n[interfaces.eth0]\nrules = [\n" + "".join(
+        f'  {{ action = "drop", over = "1/s", dport = {p} }},\n' for p in range(1, contract.LIMIT_K + 2)) + "]\n"
+    with pytest.raises(BadInput, match=f"x.toml:{4 + contract.LIMIT_K}: more than {contract.LIMIT_K} rules with over"):
+        parse(text, "x.toml")
+
+
+def test_a_limited_rule_is_never_plain():
+    """A lone --src with --over must be in the bitmaps: the search has to be
+    able to go past it when the frame is within the rate."""
+    from xdpctl.datapath import contract
+    from xdpctl.rules.tables import build
+
+    src = parse_match({"src": "10.0.0.0/8"})
+    built = build([Rule(ACTIONS["drop"], src, id=1, seq=1, slot=0, limit=parse_limit({"over": "1/s"}, src)),
+                   Rule(ACTIONS["drop"], src, id=2, seq=2, slot=1)])
+    assert [r.id for r in built.general] == [1] and [r.id for r in built.plain] == [2]
+    assert built.needs.actions & contract.FEAT_LIMITS
+
+
 def test_cli_labels_are_the_options():
     assert cli_label("over") == "--over" and cli_label("block") == "--block"
+
+
+def test_a_limit_survives_the_rules_map():
+    """struct xdpctl_rule's appended fields (ABI 4) hold every limit, and none."""
+    for values in ({"over": "1000/s"}, {"over": "20mbit/s", "per": "src/24", "ceiling": "none", "block": "1h"},
+                   {"over": "7/min", "per": "flow", "table": "1024", "ceiling": "10kbit/s"[:0] or "70/min"},
+                   {"over": "5/s", "per": "rule"}):
+        rule = Rule(ACTIONS["drop"], UDP53, id=3, seq=4, slot=5, limit=limit(**values))
+        assert Rule.unpack(rule.pack()) == rule
+    plain = Rule(ACTIONS["drop"], UDP53, id=1, seq=1, slot=0)
+    assert Rule.unpack(plain.pack()) == plain
+
+
+def test_the_datapath_bucket_is_the_reference_bucket():
+    from xdpctl.datapath import contract
+
+    lim = limit(over="8kbit/s", per="src/24")
+    refill, cost, capacity, fill_ns, flags, per, v4, v6, _ = contract.LIMIT.unpack(limits.datapath(lim))
+    b = lim.bucket()
+    assert (refill, cost, capacity, fill_ns) == (b.refill, b.cost, b.capacity, b.fill_ns)
+    assert flags == contract.LIMIT_ON | contract.LIMIT_OF_BYTES and (per, v4, v6) == (contract.PER_SRC, 24, 64)
+    assert limits.datapath(None) == bytes(contract.LIMIT.size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 # Protocol classes, in code order (the index is the class code).
 CLASSES: tuple[str, ...] = (
@@ -81,6 +81,8 @@ ACTS_REDIRECT = 1 << 0
 ACTS_CPU = 1 << 1
 ACTS_TX = 1 << 2
 ACTS: tuple[tuple[str, int], ...] = (("REDIRECT", ACTS_REDIRECT), ("CPU", ACTS_CPU), ("TX", ACTS_TX))
+# In struct xdpctl_layout.actions beside them: rate limits compiled in.
+FEAT_LIMITS = 1 << 16
 
 MAX_TARGETS = 64
 DEVMAP_GEN = 4096
@@ -116,7 +118,8 @@ RULE_DST_V6 = 1 << 3
 PRIORITY_DEFAULT = 1000
 
 # struct xdpctl_rule, struct xdpctl_rule_key, struct xdpctl_config, struct xdpctl_decision.
-RULE = struct.Struct("<IIIIHBBBBBBBBBBHHHHHH16s16s8s8sHBBI")  # ... dst_mac, cpu, ntargets, pad, queue
+RULE = struct.Struct("<IIIIHBBBBBBBBBBHHHHHH16s16s8s8sHBBI"  # ... dst_mac, cpu, ntargets, pad, queue
+                     "QQQIIHHBBBBB7s")  # over, burst, ceiling, table, block, periods, units, per, v4, v6
 RULE_KEY = struct.Struct("<II")
 CONFIG = struct.Struct("<IIIIII")
 DECISION = struct.Struct("<QIBBH")  # order, slot, action, targets, target
@@ -234,3 +237,20 @@ class Meta:
     @property
     def policy_deny(self) -> bool:
         return bool(self.options & OPT_POLICY_DENY)
+
+# --- rate limits (--over) -----------------------------------------------------------
+
+UNIT_NONE, UNIT_FRAMES, UNIT_BYTES, UNIT_BITS = 0, 1, 2, 3
+PER_SRC, PER_FLOW, PER_RULE = 0, 1, 2
+LIMIT_K = 4
+LIMIT_ON = 1 << 0
+LIMIT_OF_BYTES = 1 << 1
+# struct xdpctl_limit: refill, cost, capacity, fill_ns, flags, per, per_v4, per_v6, _pad0.
+LIMIT = struct.Struct("<QQQQIBBBB")
+# struct xdpctl_limit_key: slot, family, proto, sport, dport, _pad0, _pad1, src, dst.
+LIMIT_KEY = struct.Struct("<IBBHHHI16s16s")
+# struct xdpctl_bucket: tokens, last_ns.
+BUCKET = struct.Struct("<QQ")
+BUCKET_ENTRIES = 65536
+PIN_LIMITS = "limits"  # + "_" + slots tag
+PIN_BUCKETS = "buckets"

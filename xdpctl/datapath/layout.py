@@ -28,6 +28,7 @@ ACTION_SWITCHES = (
     (contract.ACTS_REDIRECT, "XDPCTL_REDIRECT_DEV", "redirect-to"),
     (contract.ACTS_CPU, "XDPCTL_REDIRECT_CPU", "redirect-cpu"),
     (contract.ACTS_TX, "XDPCTL_TX", "tx"),
+    (contract.FEAT_LIMITS, "XDPCTL_LIMITS", "limits"),  # not an action: rate limits (limit_kern.h)
 )
 
 # Field-indexed arrays (kind, member, entries), in struct order.
@@ -143,8 +144,10 @@ class Layout:
 
     @property
     def record_words(self) -> int:
-        """u64 per class record: XDPCTL_CW."""
-        return 1 + contract.summary_words(self.words) + self.words
+        """u64 per class record: XDPCTL_CW (with limits, a last word of
+        the limited rules the class allows)."""
+        limits = 1 if self.actions & contract.FEAT_LIMITS else 0
+        return 1 + contract.summary_words(self.words) + self.words + limits
 
     def describe(self) -> str:
         """The layout in words, for messages: "kinds src,dport, 1024 rules"
@@ -170,7 +173,8 @@ class Layout:
         if self.words:
             out.append(("XDPCTL_GENERAL", None))
         # The flow hash of redirect --to reads the ports, as port matches do.
-        if self.kinds & L4_KINDS or self.actions & contract.ACTS_REDIRECT:
+        # So do the buckets of --per flow.
+        if self.kinds & L4_KINDS or self.actions & (contract.ACTS_REDIRECT | contract.FEAT_LIMITS):
             out.append(("XDPCTL_NEED_L4", None))
         out += [(switch, None) for bit, switch, _ in ACTION_SWITCHES if self.actions & bit]
         for name in KIND_NAMES:
@@ -196,6 +200,8 @@ class Layout:
         for name in KIND_NAMES:
             if self.has_kind(name):
                 parts.append((f"cls_{name.lower()}", 8 * self.cap(name) * self.record_words))
+        if self.actions & contract.FEAT_LIMITS:
+            parts.append(("limited", 4 * contract.LIMIT_K))
         parts.append(("decision", contract.DECISION.size * self.decisions))
         out, offset = [], 0
         for name, size in parts:
@@ -214,6 +220,9 @@ class Layout:
 
     def pin_hits(self) -> str:
         return f"{contract.PIN_HITS}_{self.slots}"
+
+    def pin_limits(self) -> str:
+        return f"{contract.PIN_LIMITS}_{self.slots}"
 
     # -- meta -------------------------------------------------------------------
 

@@ -164,6 +164,7 @@ def _write_inactive(app, att, layout: Layout, current: Current, built, rules: li
     engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
     engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
     _write_steering(app, att, layout, new, rules)
+    _write_limits(att, layout, current.rules + rules)
     # A rule new to the interface (an id never given before) may take the slot
     # of a rule deleted earlier: its hits start at zero. A rule that comes back
     # with its own id (a failed apply putting back what it removed) keeps its
@@ -171,6 +172,14 @@ def _write_inactive(app, att, layout: Layout, current: Current, built, rules: li
     active = {r.slot for r in current.rules}
     fresh = {r.slot for r in rules if r.id >= current.next_id}
     engine.zero_hits(att.pin(layout.pin_hits()), sorted(fresh - active))
+
+
+def _write_limits(att, layout: Layout, rules: list[Rule]) -> None:
+    """The limits of the rules a program may read, at their slots (the map
+    the compile made; both generations' rules: the active ones may be in a
+    map new with this program)."""
+    if layout.actions & contract.FEAT_LIMITS:
+        engine.write_limits(att.pin(layout.pin_limits()), rules)
 
 
 def _write_steering(app, att, layout: Layout, gen: int, rules: list[Rule]) -> None:
@@ -245,6 +254,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
             # A first attach: the attach itself is the commit point.
             engine.write_rules(att.pin(contract.PIN_RULES), gen, rules)
             _write_steering(app, att, layout, gen, rules)
+            _write_limits(att, layout, rules)
             engine.write_config(att.pin(contract.PIN_CONFIG), gen, len(rules), next_id, next_seq)
         elif layout.engine:
             # The new rules go into the inactive generation now, where neither

@@ -18,6 +18,7 @@ from ..errors import BadInput, NotManaged, XdpctlError
 from ..datapath.layout import Layout
 from ..rules import actions
 from ..rules.actions import NO_STEER, Steer
+from ..rules import limits
 from ..rules.limits import Limit
 from ..rules.model import Match, Rule, sort_rules
 from . import steering
@@ -47,7 +48,7 @@ def check_limits(ifname: str, rules: list[Rule]) -> None:
     if len(rules) > contract.MAX_RULES:
         raise RuleLimit(f"{ifname} would have {len(rules):,} rules; xdpctl holds at most "
                         f"{contract.MAX_RULES:,} per interface. Nothing was changed")
-    general = sum(1 for r in rules if not r.match.plain)
+    general = sum(1 for r in rules if not r.match.plain or r.limit is not None)
     if general > contract.MAX_GENERAL:
         raise RuleLimit(
             f"{ifname} would have {general:,} rules that match more than one prefix; xdpctl holds at most "
@@ -55,15 +56,32 @@ def check_limits(ifname: str, rules: list[Rule]) -> None:
             "Nothing was changed")
     actions.check_devmap(rules, ifname)
     actions.check_queues(rules)
+    limited = sum(1 for r in rules if r.limit is not None)
+    if limited > contract.LIMIT_K:
+        raise RuleLimit(f"{ifname} would have {limited} rules with --over; xdpctl holds at most "
+                        f"{contract.LIMIT_K} per interface (a frame consults each limited rule it matches). "
+                        "Nothing was changed")
 
 
 def refuse_limits(ifname: str, wanted) -> None:
-    """Rate limits are read and checked (rules/limits.py), but the datapath
-    does not enforce them yet (bpf/limit_kern.h, issue 13): refuse a rule
-    with --over rather than install it as a rule that matches every frame."""
-    if any(limit is not None for limit in wanted):
-        raise BadInput(f"rate limits (--over) are not enforced by this build's XDP program yet, so no rule "
-                       f"with one is installed on {ifname}; nothing was changed")
+    """What of a rate limit the datapath does not enforce yet (issue 13, in
+    progress): --block, --table and a --ceiling of its own are read and
+    checked (rules/limits.py), but refused here rather than installed as a
+    promise the program does not keep."""
+    for limit in wanted:
+        if limit is None:
+            continue
+        missing = []
+        if limit.block:
+            missing.append("--block (bans)")
+        if limit.keyed and limit.table != limits.TABLE_DEFAULT:
+            missing.append("--table (every limited rule shares one table of "
+                           f"{contract.BUCKET_ENTRIES:,} keys)")
+        if limit.keyed and limit.ceiling not in (None, limits.default_ceiling(limit.rate)):
+            missing.append("--ceiling")
+        if missing:
+            raise BadInput(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not enforced by this "
+                           f"build's XDP program yet, so the rule is not installed on {ifname}; nothing was changed")
 
 
 def free_slots(rules: list[Rule], n: int) -> list[int]:

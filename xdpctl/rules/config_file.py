@@ -234,7 +234,11 @@ def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
             seen[spec.identity] = line
             iface.rules.append(spec)
         _check_steering(iface, fail)
-        general = [spec.line for spec in iface.rules if not spec.match.plain]
+        general = [spec.line for spec in iface.rules if not spec.match.plain or spec.limit is not None]
+        limited = [spec.line for spec in iface.rules if spec.limit is not None]
+        if len(limited) > contract.LIMIT_K:
+            fail(limited[contract.LIMIT_K], f"more than {contract.LIMIT_K} rules with over for {name}, the most "
+                 "xdpctl holds per interface (a frame consults each limited rule it matches)")
         if len(general) > contract.MAX_GENERAL:
             fail(general[contract.MAX_GENERAL],
                  f"more than {contract.MAX_GENERAL:,} rules for {name} that match more than one prefix, "

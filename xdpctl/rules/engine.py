@@ -17,6 +17,7 @@ import time
 from ..datapath import contract, counters
 from ..kernel import libbpf
 from ..datapath.layout import Layout
+from . import limits
 from .model import Rule
 
 _KEY0 = struct.pack("<I", 0)
@@ -179,6 +180,21 @@ def write_rules(path: str, gen: int, rules: list[Rule], stored: dict[int, bytes]
         libbpf.map_delete_batch(fd, b"".join(contract.RULE_KEY.pack(gen, i) for i in gone), len(gone))
         libbpf.map_update_batch(fd, b"".join(contract.RULE_KEY.pack(gen, i) for i, _ in changed),
                                 b"".join(raw for _, raw in changed), len(changed))
+
+
+# --- rate limits ---------------------------------------------------------------------
+
+
+def write_limits(path: str, rules: list[Rule]) -> None:
+    """Each rule's struct xdpctl_limit at its slot (zero: not limited). A
+    slot is a rule's for its life, and its limit is part of what the rule
+    is, so rewriting the rules a program reads changes nothing it sees."""
+    if not rules:
+        return
+    with libbpf.opened(path) as fd:
+        keys = b"".join(struct.pack("<I", r.slot) for r in rules)
+        values = b"".join(limits.datapath(r.limit) for r in rules)
+        libbpf.map_update_batch(fd, keys, values, len(rules))
 
 
 # --- hits --------------------------------------------------------------------------

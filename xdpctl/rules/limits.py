@@ -26,6 +26,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ..datapath import contract
 from ..errors import BadInput
 
 NS = 1_000_000_000
@@ -278,6 +279,47 @@ class Limit:
         if self.block:
             out["block"] = show_duration(self.block)
         return out
+
+
+UNIT_CODES = {"frames": contract.UNIT_FRAMES, "bytes": contract.UNIT_BYTES, "bits": contract.UNIT_BITS}
+UNIT_NAMES = {v: k for k, v in UNIT_CODES.items()}
+PER_CODES = {PER_SRC: contract.PER_SRC, PER_FLOW: contract.PER_FLOW, PER_RULE: contract.PER_RULE}
+PER_NAMES = {v: k for k, v in PER_CODES.items()}
+NO_LIMIT_FIELDS = (0, 0, 0, 0, 0, 0, 0, contract.UNIT_NONE, contract.UNIT_NONE, 0, 0, 0, b"")
+
+
+def fields(limit: "Limit | None") -> tuple:
+    """The limit as struct xdpctl_rule's appended fields (ABI 4), in order."""
+    if limit is None:
+        return NO_LIMIT_FIELDS
+    c = limit.ceiling
+    return (limit.rate.amount, limit.burst, c.amount if c else 0, limit.table, limit.block, limit.rate.period,
+            c.period if c else 0, UNIT_CODES[limit.rate.unit], UNIT_CODES[c.unit] if c else contract.UNIT_NONE,
+            PER_CODES[limit.per.kind], limit.per.v4, limit.per.v6, b"")
+
+
+def from_fields(values: tuple) -> "Limit | None":
+    """The inverse of fields(): None for a rule without a limit."""
+    over, burst, ceiling, table, block, over_period, ceiling_period, over_unit, ceiling_unit, per, v4, v6 = values[:12]
+    if over_unit == contract.UNIT_NONE:
+        return None
+    rate = Rate(over, over_period, UNIT_NAMES[over_unit])
+    rate = Rate(rate.amount, rate.period, rate.unit, _show(rate.amount, rate.period, rate.unit))
+    ceil = None
+    if ceiling_unit != contract.UNIT_NONE:
+        ceil = Rate(ceiling, ceiling_period, UNIT_NAMES[ceiling_unit])
+    kind = PER_NAMES[per]
+    return Limit(rate, burst, Per(kind, v4, v6) if kind == PER_SRC else Per(kind), table, ceil, block)
+
+
+def datapath(limit: "Limit | None") -> bytes:
+    """struct xdpctl_limit for the limits map (all zero: no limit)."""
+    if limit is None:
+        return bytes(contract.LIMIT.size)
+    b = limit.bucket()
+    flags = contract.LIMIT_ON | (contract.LIMIT_OF_BYTES if b.of_bytes else 0)
+    return contract.LIMIT.pack(b.refill, b.cost, b.capacity, b.fill_ns, flags, PER_CODES[limit.per.kind],
+                               limit.per.v4, limit.per.v6, 0)
 
 
 def default_ceiling(rate: Rate) -> Rate:

@@ -454,7 +454,7 @@ class Rule:
             m.proto or 0, *(m.tcp_flags or (0, 0)), m.icmp_type or 0, m.icmp_code or 0, 0,
             *(m.sport or (0, 0)), *(m.dport or (0, 0)), m.vlan or 0, m.ethertype or 0,
             addr(m.src), addr(m.dst), mac(m.src_mac), mac(m.dst_mac),
-            s.cpu or 0, len(s.to), 0, s.queue_size or 0,
+            s.cpu or 0, len(s.to), 0, s.queue_size or 0, *limits.fields(self.limit),
         )
 
     def pack_targets(self) -> bytes | None:
@@ -471,7 +471,8 @@ class Rule:
         struct xdpctl_targets (from the targets map)."""
         (id_, seq, slot, kinds, priority, action, flags, src_len, dst_len, proto, tcp_set, tcp_clear,
          icmp_type, icmp_code, _pad, sport_lo, sport_hi, dport_lo, dport_hi, vlan, ethertype,
-         src, dst, src_mac, dst_mac, cpu, ntargets, _pad1, queue) = contract.RULE.unpack(raw[: contract.RULE.size])
+         src, dst, src_mac, dst_mac, cpu, ntargets, _pad1, queue, *limit_fields) = contract.RULE.unpack(
+             raw[: contract.RULE.size])
         has = lambda k: bool(kinds & k)  # noqa: E731
 
         def net(raw_addr: bytes, plen: int, v6: bool) -> Network:
@@ -501,7 +502,7 @@ class Rule:
             steer = Steer(to=unpack_targets(targets or bytes(contract.TARGETS.size), ntargets))
         return cls(action=action, match=m, priority=priority,
                    priority_set=bool(flags & contract.RULE_PRIORITY_SET), id=id_, seq=seq, slot=slot,
-                   steer=steer)
+                   steer=steer, limit=limits.from_fields(tuple(limit_fields)))
 
 
 def unpack_targets(raw: bytes, count: int | None = None) -> tuple[Target, ...]:

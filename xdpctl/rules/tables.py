@@ -330,7 +330,11 @@ class Built:
             primary = self.primaries.get(kind, 0)
             everywhere = self.anywhere if i == 0 else 0
             summaries = [((bm & ~wildcard) & primary) | everywhere for bm in bitmaps]
-            _write_records(out, s.offset, layout, bitmaps, plain, summaries)
+            _write_records(out, s.offset, layout, bitmaps, plain, summaries, self.limited_positions)
+        if "limited" in sections:
+            s = sections["limited"]
+            entries = self.limited_positions + [contract.NO_RULE] * (contract.LIMIT_K - len(self.limited_positions))
+            out[s.offset : s.offset + s.size] = b"".join(p.to_bytes(4, "little") for p in entries)
         s = sections["decision"]
         offset = s.offset
         for rule in self.general + self.plain:
@@ -342,6 +346,11 @@ class Built:
     @property
     def wildcard_all(self) -> int:
         return (1 << len(self.general)) - 1
+
+    @property
+    def limited_positions(self) -> list[int]:
+        """The positions (decision indexes) of the limited rules, in order."""
+        return [pos for pos, r in enumerate(self.general) if r.limit is not None]
 
 
 _ZEROS = bytes(1 << 20)
@@ -358,12 +367,20 @@ def layout_kinds(layout: Layout) -> list[str]:
 
 
 def _write_records(out: bytearray, offset: int, layout: Layout, bitmaps: list[int], plain: list[int] | None,
-                   summaries: list[int]) -> None:
+                   summaries: list[int], limited: list[int] = ()) -> None:
+    """Class records; the limited rules' bits (positions in limited) leave
+    the bitmaps and summaries for the record's last word, bit k for the
+    k-th limited rule (rules_kern.h consults them after the search)."""
     words = layout.words
     summary = contract.summary_words(words)
     size = 8 * layout.record_words
+    out_of = sum(1 << pos for pos in limited)
     for i, (bm, sm) in enumerate(zip(bitmaps, summaries)):
         rec = offset + i * size
+        if layout.actions & contract.FEAT_LIMITS:
+            mine = sum(1 << k for k, pos in enumerate(limited) if bm >> pos & 1)
+            out[rec + size - 8 : rec + size] = mine.to_bytes(8, "little")
+            bm, sm = bm & ~out_of, sm & ~out_of
         p = contract.NO_RULE if plain is None else plain[i]
         out[rec : rec + 4] = p.to_bytes(4, "little")
         if not words:
@@ -398,8 +415,9 @@ def _prefix_entries(rules_with_pos, plain_rules, which: str):
 
 def build(rules: list[Rule]) -> Built:
     ordered = sort_rules(rules)
-    general = [r for r in ordered if not r.match.plain]
-    plain = [r for r in ordered if r.match.plain]
+    # A limited rule is never plain: the search must be able to go past it.
+    general = [r for r in ordered if not r.match.plain or r.limit is not None]
+    plain = [r for r in ordered if r.match.plain and r.limit is None]
     kinds = 0
     for r in ordered:
         kinds |= r.match.kinds
@@ -453,7 +471,7 @@ def build(rules: list[Rule]) -> Built:
         caps=caps,
         nodes=nodes,
         depths=depths,
-        actions=actions.acts(ordered),
+        actions=actions.acts(ordered) | (contract.FEAT_LIMITS if any(r.limit for r in ordered) else 0),
     )
     wildcards = {name: wildcard(bit) for name, bit in contract.KINDS if kinds & bit}
     primaries: dict[str, int] = {}

@@ -1,0 +1,86 @@
+"""Rate limits (--over) on a veth lab, through separate xdpctl processes:
+a burst from the peer passes exactly `burst` frames and the rule drops the
+rest (its hits, the UDP class's counters); the buckets survive a replace of
+the program; rule list --json, export and apply carry the limit, and a
+second apply of the export changes nothing. What the datapath does not
+enforce yet (--block, --table, --ceiling RATE) is refused and changes
+nothing. The rate itself, to the frame, is in test_limits_prog_run.py."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import snapshot
+from xdpctl.traffic import frames
+
+pytestmark = pytest.mark.kernel
+
+
+def udp(klab, n: int, total: int | None = None) -> dict:
+    """Send n UDP frames; the counters once total (n) frames are counted."""
+    ep = klab.lab.endpoints()
+    klab.send([frames.udp_frame(ep, b"x" * 18)], n)
+    return klab.wait_for_total(total or n)
+
+
+def udp_counts(counters: dict) -> tuple[int, int]:
+    c = counters["ipv4/udp"]
+    return c["pass"]["packets"], c["drop"]["packets"]
+
+
+def rule_entry(klab) -> dict:
+    (entry,) = [r for r in klab.xdpctl.json("rule", "list", klab.iface)["rules"] if "over" in r]
+    return entry
+
+
+@pytest.mark.matrix
+def test_a_burst_passes_burst_frames_and_the_buckets_survive_a_replace(klab, tmp_path):
+    klab.xdpctl("attach", klab.iface)
+    # 1/h: no token comes back while the test runs, so every count is exact.
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "5", "--proto", "udp")
+    entry = rule_entry(klab)
+    assert {k: entry[k] for k in ("over", "burst", "per", "table", "ceiling")} == {
+        "over": "1/h", "burst": 5, "per": "src", "table": 65536, "ceiling": "64/h"}
+    assert entry["match"] == {"proto": "udp"}
+    assert udp_counts(udp(klab, 8)) == (5, 3)
+    assert rule_entry(klab)["hits"]["packets"] == 3
+
+    # A new kind of match: a new program. The buckets are pinned, so the
+    # source's bucket is still empty and every frame goes over.
+    before = klab.xdpctl.json("status")["interfaces"][0]["prog_id"]
+    klab.xdpctl("rule", "add", klab.iface, "pass", "--vlan", "7")
+    assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] != before
+    assert udp_counts(udp(klab, 4, 8 + 4)) == (5, 7)
+    assert rule_entry(klab)["hits"]["packets"] == 7
+
+    # export writes the limit; apply of it changes nothing; on a fresh
+    # attachment it makes the same rule.
+    exported = klab.xdpctl("export").stdout
+    assert 'over = "1/h", burst = 5, per = "src", table = 65536, ceiling = "64/h"' in exported
+    path = tmp_path / "x.toml"
+    path.write_text(exported)
+    os.chmod(path, 0o600)
+    assert "nothing to change" in klab.xdpctl("apply", str(path)).stdout
+    klab.xdpctl("detach", klab.iface)
+    klab.xdpctl("apply", str(path))
+    again = rule_entry(klab)
+    assert {k: again[k] for k in ("over", "burst", "per", "table", "ceiling")} == {
+        k: entry[k] for k in ("over", "burst", "per", "table", "ceiling")}
+    assert "nothing to change" in klab.xdpctl("apply", str(path)).stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--block", "10m"], "--block (bans) is not enforced"),
+    (["--table", "1024"], "--table (every limited rule shares one table"),
+    (["--over", "0/s"], "a rate of 0"),
+    (["--per", "src/33"], "an IPv4 prefix is 1 to 32 bits"),
+])
+def test_what_is_refused_changes_nothing(klab, args, fragment):
+    klab.xdpctl("attach", klab.iface)
+    before = snapshot(klab)
+    over = [] if "--over" in args else ["--over", "10/s"]
+    r = klab.xdpctl("rule", "add", klab.iface, "drop", *over, *args, check=False)
+    assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert snapshot(klab) == before
