@@ -32,7 +32,7 @@ from ..errors import BadInput
 from . import actions, file_shape
 from .actions import NO_STEER, STEER_KEYS, Steer
 from .limits import LIMIT_KEYS, Limit
-from .model import MATCH_KEYS, Match, Rule, file_label, parse_limit, parse_match, parse_priority
+from .model import MATCH_KEYS, Match, Rule, file_label, general_limit, parse_limit, parse_match, parse_priority
 
 INTERFACE_KEYS = {"mode", "policy", "drop_non_ip", "rules"}
 # A file of the most rules xdpctl holds, in the longest form, is ~30 MB; a
@@ -239,10 +239,11 @@ def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
         if len(limited) > contract.LIMIT_K:
             fail(limited[contract.LIMIT_K], f"more than {contract.LIMIT_K} rules with over for {name}, the most "
                  "xdpctl holds per interface (a frame consults each limited rule it matches)")
-        if len(general) > contract.MAX_GENERAL:
-            fail(general[contract.MAX_GENERAL],
-                 f"more than {contract.MAX_GENERAL:,} rules for {name} that match more than one prefix, "
-                 "the most xdpctl holds per interface (plain src or dst rules do not count)")
+        most, why = general_limit(iface.rules)
+        if len(general) > most:
+            fail(general[most],
+                 f"more than {most:,} rules for {name} that match more than one prefix, "
+                 f"the most xdpctl holds per interface{why} (plain src or dst rules do not count)")
         out[name] = iface
     return ConfigFile(path, out)
 
