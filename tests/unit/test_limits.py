@@ -311,3 +311,17 @@ def test_the_datapath_bucket_is_the_reference_bucket():
     assert (refill, cost, capacity, fill_ns) == (b.refill, b.cost, b.capacity, b.fill_ns)
     assert flags == contract.LIMIT_ON | contract.LIMIT_OF_BYTES and (per, v4, v6) == (contract.PER_SRC, 24, 64)
     assert limits.datapath(None) == bytes(contract.LIMIT.size)
+
+
+def test_established_beside_limits_holds_fewer_general_rules():
+    """At 16,384 general rules the verifier finds a program with both too
+    large (variants limits-established-*): the cap is the one redirect has."""
+    from xdpctl.datapath import contract
+    from xdpctl.rules.model import MAX_GENERAL_ESTABLISHED_REDIRECT, general_limit
+
+    est = Rule(ACTIONS["pass"], parse_match({"established": True}), id=1, seq=1, slot=0)
+    lim = Rule(ACTIONS["drop"], UDP53, id=2, seq=2, slot=1, limit=limit(over="1/s"))
+    assert general_limit([est, lim]) == (MAX_GENERAL_ESTABLISHED_REDIRECT,
+                                         " when --established and --over rules are on it together")
+    assert general_limit([lim]) == (contract.MAX_GENERAL, "")
+    assert general_limit([est]) == (contract.MAX_GENERAL, "")

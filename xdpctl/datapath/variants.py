@@ -162,5 +162,13 @@ def variants() -> list[Variant]:
     capped = _layout(every_kind, _all_tries(), MAX_GENERAL_ESTABLISHED_REDIRECT, contract.MAX_RULES,
                      _full_depths())
     add("established-all-actions-largest", replace(_within_budget(capped), actions=every_action), every_option)
+    # Rate limits (limit_kern.h): after the search, up to XDPCTL_LIMIT_K bucket lookups.
+    thousand = next(v.layout for v in out if v.name == "all-kinds-1000-rules")
+    add("limits-all-kinds-1000-rules", replace(thousand, actions=contract.FEAT_LIMITS))
+    add("limits-stateless-largest", replace(_within_budget(largest_stateless), actions=contract.FEAT_LIMITS),
+        every_option)
+    add("limits-established-capped", replace(_within_budget(capped), actions=contract.FEAT_LIMITS), every_option)
+    add("limits-established-all-actions-capped",
+        replace(_within_budget(capped), actions=every_action | contract.FEAT_LIMITS), every_option)
     return out
 

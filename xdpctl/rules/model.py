@@ -525,6 +525,9 @@ def general_limit(rules) -> tuple[int, str]:
     if (any(r.match.established for r in rules)
             and any(r.action == contract.ACTION_REDIRECT for r in rules)):
         return MAX_GENERAL_ESTABLISHED_REDIRECT, " when --established and redirect --to rules are on it together"
+    # The same with rate limits: at 16,384 the verifier finds the program too large (6.18).
+    if any(r.match.established for r in rules) and any(getattr(r, "limit", None) for r in rules):
+        return MAX_GENERAL_ESTABLISHED_REDIRECT, " when --established and --over rules are on it together"
     return contract.MAX_GENERAL, ""
 
 
