@@ -80,22 +80,23 @@ static __always_inline void xdpctl_limit_key_of(struct xdpctl_limit_key *k, __u3
 }
 
 /*
- * 1 when a frame of this many bytes goes over: refill the bucket to now,
- * then take the frame's cost if the bucket holds it (0), else take nothing.
- * Another CPU may have stamped a later time: time never runs back.
+ * 1 when a frame of this many bytes goes over a bucket of these parameters:
+ * refill it to now, then take the frame's cost if the bucket holds it (0),
+ * else take nothing. Another CPU may have stamped a later time: time never
+ * runs back.
  */
-static __always_inline int xdpctl_bucket_over(struct xdpctl_bucket *b, const struct xdpctl_limit *lim, __u64 now,
-					      __u64 bytes)
+static __always_inline int xdpctl_tokens_over(struct xdpctl_bucket *b, __u64 refill, __u64 unit, __u64 capacity,
+					      __u64 fill_ns, __u32 of_bytes, __u64 now, __u64 bytes)
 {
 	__u64 elapsed = now > b->last_ns ? now - b->last_ns : 0;
-	__u64 cost = (lim->flags & XDPCTL_LIMIT_OF_BYTES) ? lim->cost * bytes : lim->cost;
+	__u64 cost = of_bytes ? unit * bytes : unit;
 	__u64 tokens;
 
-	if (elapsed > lim->fill_ns)
-		elapsed = lim->fill_ns;  /* a long idle fills the bucket, and cannot overflow the product */
-	tokens = b->tokens + elapsed * lim->refill;
-	if (tokens > lim->capacity)
-		tokens = lim->capacity;
+	if (elapsed > fill_ns)
+		elapsed = fill_ns;  /* a long idle fills the bucket, and cannot overflow the product */
+	tokens = b->tokens + elapsed * refill;
+	if (tokens > capacity)
+		tokens = capacity;
 	if (now > b->last_ns)
 		b->last_ns = now;
 	if (tokens >= cost) {
@@ -104,6 +105,22 @@ static __always_inline int xdpctl_bucket_over(struct xdpctl_bucket *b, const str
 	}
 	b->tokens = tokens;
 	return 1;
+}
+
+/* The rule's own bucket (a key's). */
+static __always_inline int xdpctl_bucket_over(struct xdpctl_bucket *b, const struct xdpctl_limit *lim, __u64 now,
+					      __u64 bytes)
+{
+	return xdpctl_tokens_over(b, lim->refill, lim->cost, lim->capacity, lim->fill_ns,
+				  lim->flags & XDPCTL_LIMIT_OF_BYTES, now, bytes);
+}
+
+/* The rule's ceiling bucket: what keys not in the table share. */
+static __always_inline int xdpctl_ceiling_over(struct xdpctl_bucket *b, const struct xdpctl_limit *lim, __u64 now,
+					       __u64 bytes)
+{
+	return xdpctl_tokens_over(b, lim->c_refill, lim->c_cost, lim->c_capacity, lim->c_fill_ns,
+				  lim->flags & XDPCTL_LIMIT_OF_BYTES, now, bytes);
 }
 
 #endif /* XDPCTL_LIMIT_KERN_H */

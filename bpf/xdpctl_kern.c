@@ -163,31 +163,78 @@ XDPCTL_MAP("array", __u32, struct xdpctl_limit, xdpctl_limits, XDPCTL_SLOTS,
 XDPCTL_MAP("lru_hash", struct xdpctl_limit_key, struct xdpctl_bucket, xdpctl_buckets, XDPCTL_BUCKET_ENTRIES,
 	   XDPCTL_PIN_BUCKETS);
 
+/* What each limited rule saw, by slot (per CPU: no atomics). */
+XDPCTL_MAP("percpu_array", __u32, struct xdpctl_limit_stats, xdpctl_limit_stats, XDPCTL_SLOTS,
+	   XDPCTL_PIN_LIMIT_STATS "_" XDPCTL_SLOTS_TAG);
+
+/*
+ * A frame of a key not in the table: 1 when the rule's ceiling lets it in
+ * (or the rule has none), taking the ceiling's tokens. The ceiling is the
+ * rule's bucket under the key of family XDPCTL_LIMIT_FAMILY_CEILING.
+ */
+static __always_inline int xdpctl_ceiling_admits(__u32 slot, const struct xdpctl_limit *lim, __u64 now,
+						 __u64 bytes)
+{
+	struct xdpctl_limit_key key;
+	struct xdpctl_bucket *b, fresh;
+	int over;
+
+	if (!(lim->flags & XDPCTL_LIMIT_CEILING))
+		return 1;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.slot = slot;
+	key.family = XDPCTL_LIMIT_FAMILY_CEILING;
+	b = xdpctl_buckets.lookup(&key);
+	if (b)
+		return !xdpctl_ceiling_over(b, lim, now, bytes);
+	fresh.tokens = lim->c_capacity;
+	fresh.last_ns = now;
+	over = xdpctl_ceiling_over(&fresh, lim, now, bytes);
+	xdpctl_buckets.update(&key, &fresh);
+	return !over;
+}
+
 static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_pkt *pkt, const __u8 *l3)
 {
+	struct xdpctl_limit_stats *st;
 	struct xdpctl_limit_key key;
 	struct xdpctl_bucket *b, fresh;
 	struct xdpctl_limit *lim;
 	__u64 now;
-	int over;
+	int within;
 
 	lim = xdpctl_limits.lookup(&slot);
 	if (!lim || !(lim->flags & XDPCTL_LIMIT_ON))
 		return 0;  /* not limited: it matches */
+	st = xdpctl_limit_stats.lookup(&slot);
+	if (!st)
+		return 0;  /* never (slot < XDPCTL_SLOTS), but the verifier needs the check */
 	xdpctl_limit_key_of(&key, slot, lim, pkt, l3);
 	/* The precise clock: a coarse one would let a burst through in steps of a tick. */
 	now = bpf_ktime_get_ns();
 	b = xdpctl_buckets.lookup(&key);
-	if (b)
+	if (b) {
 		/* Shared by every CPU without a lock: two CPUs at once may both
 		 * take the same tokens (docs/rules.md, the accuracy). */
-		return !xdpctl_bucket_over(b, lim, now, pkt->bytes);
-	/* A key not in the table: a full bucket (the LRU evicts the oldest). */
-	fresh.tokens = lim->capacity;
-	fresh.last_ns = now;
-	over = xdpctl_bucket_over(&fresh, lim, now, pkt->bytes);
-	xdpctl_buckets.update(&key, &fresh);
-	return !over;
+		within = !xdpctl_bucket_over(b, lim, now, pkt->bytes);
+	} else if (!xdpctl_ceiling_admits(slot, lim, now, pkt->bytes)) {
+		/* Not in the table and over the ceiling: over, and the key is
+		 * not added (a spoofed flood cannot churn the table past it). */
+		st->ceiling_over++;
+		return 0;
+	} else {
+		/* A full bucket (the LRU evicts the oldest key to make room). */
+		fresh.tokens = lim->capacity;
+		fresh.last_ns = now;
+		within = !xdpctl_bucket_over(&fresh, lim, now, pkt->bytes);
+		xdpctl_buckets.update(&key, &fresh);
+		st->new_keys++;
+	}
+	if (within) {
+		st->within++;
+		st->within_bytes += pkt->bytes;
+	}
+	return within;
 }
 #endif /* XDPCTL_LIMITS */
 

@@ -431,6 +431,7 @@ struct xdpctl_egress {
 /* Bits of struct xdpctl_limit.flags. */
 #define XDPCTL_LIMIT_ON           (1U << 0)   /* the rule in this slot is limited */
 #define XDPCTL_LIMIT_OF_BYTES     (1U << 1)   /* a frame costs its length times cost */
+#define XDPCTL_LIMIT_CEILING      (1U << 2)   /* keys not in the table share the ceiling bucket */
 
 /*
  * A limited rule's bucket, in integers (the limits map: an array by slot,
@@ -449,6 +450,28 @@ struct xdpctl_limit {
 	__u8 per_v4;         /* prefix lengths of XDPCTL_PER_SRC */
 	__u8 per_v6;
 	__u8 _pad0;
+	/* The ceiling (XDPCTL_LIMIT_CEILING), as the bucket above: a frame of
+	 * a key not in the table (new, or evicted: what spoofed sources are)
+	 * must first fit the rule's ceiling bucket, else it goes over and its
+	 * key is not added. */
+	__u64 c_refill;
+	__u64 c_cost;
+	__u64 c_capacity;
+	__u64 c_fill_ns;
+};
+
+/* The ceiling's bucket is the rule's key with this family. */
+#define XDPCTL_LIMIT_FAMILY_CEILING 255
+
+/* What a limited rule saw (the limit_stats map: per-CPU, by slot): frames
+ * within the rate (which went on), keys added to the table, and frames of
+ * keys not in the table that the ceiling stopped. Evictions are the keys
+ * added less the keys in the table. */
+struct xdpctl_limit_stats {
+	__u64 within;
+	__u64 within_bytes;
+	__u64 new_keys;
+	__u64 ceiling_over;
 };
 
 /* Key of the buckets map: the rule's slot and what its --per keys by.
@@ -476,5 +499,6 @@ struct xdpctl_bucket {
 
 #define XDPCTL_PIN_LIMITS         "limits"    /* + "_" + slots tag */
 #define XDPCTL_PIN_BUCKETS        "buckets"
+#define XDPCTL_PIN_LIMIT_STATS    "limit_stats"  /* + "_" + slots tag */
 
 #endif /* XDPCTL_KERN_USER_H */

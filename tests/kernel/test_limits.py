@@ -46,6 +46,11 @@ def test_a_burst_passes_burst_frames_and_the_buckets_survive_a_replace(klab, tmp
     assert entry["match"] == {"proto": "udp"}
     assert udp_counts(udp(klab, 8)) == (5, 3)
     assert rule_entry(klab)["hits"]["packets"] == 3
+    seen = rule_entry(klab)["limit"]
+    frame = len(frames.udp_frame(klab.lab.endpoints(), b"x" * 18))
+    assert seen == {"within": {"packets": 5, "bytes": 5 * frame}, "keys": 1, "evictions": 0, "ceiling_over": 0}
+    (stats,) = klab.xdpctl.json("stats", klab.iface)["interfaces"]
+    assert [r["limit"] for r in stats["rules"] if "limit" in r] == [seen]
 
     # A new kind of match: a new program. The buckets are pinned, so the
     # source's bucket is still empty and every frame goes over.
@@ -54,6 +59,7 @@ def test_a_burst_passes_burst_frames_and_the_buckets_survive_a_replace(klab, tmp
     assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] != before
     assert udp_counts(udp(klab, 4, 8 + 4)) == (5, 7)
     assert rule_entry(klab)["hits"]["packets"] == 7
+    assert rule_entry(klab)["limit"]["within"]["packets"] == 5 and rule_entry(klab)["limit"]["keys"] == 1
 
     # export writes the limit; apply of it changes nothing; on a fresh
     # attachment it makes the same rule.

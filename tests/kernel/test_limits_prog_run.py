@@ -84,6 +84,14 @@ class Bed:
     def passed(self, frame: bytes, n: int) -> int:
         return self.run(frame, n).count(XDP_PASS)
 
+    def limit_stats(self, slot: int) -> tuple[int, int, int, int]:
+        """(within, within_bytes, new_keys, ceiling_over) of the rule in slot."""
+        path = f"{self.dir}/{contract.PIN_LIMIT_STATS}_{self.layout.slots}"
+        return engine.read_limit_stats(path, [slot])[slot]
+
+    def keys(self) -> dict[int, int]:
+        return engine.count_keys(f"{self.dir}/{contract.PIN_BUCKETS}")
+
     def hits(self) -> dict[int, tuple[int, int]]:
         return engine.read_hits(f"{self.dir}/{self.layout.pin_hits()}", self.layout.slots)
 
@@ -179,3 +187,41 @@ def test_a_limited_rule_after_the_winner_does_not_pay():
         assert bed.run(f, 5) == [XDP_PASS] * 5
         assert bed.run(udp4(src="192.0.2.9"), 3) == [XDP_PASS, XDP_PASS, XDP_DROP]
         assert bed.hits() == {0: (5, 5 * len(f)), 1: (1, len(f))}
+
+
+def sources(n: int, template: bytes) -> list[bytes]:
+    """n frames like template (IPv4, no VLAN), each from its own source
+    10.x.y.z (the bytes patched in: the program checks no checksum)."""
+    return [template[:26] + (0x0A000000 + i + 1).to_bytes(4, "big") + template[30:] for i in range(n)]
+
+
+@pytest.mark.matrix
+def test_the_ceiling_holds_against_spoofed_sources():
+    """--over 1/h --burst 1 --ceiling 5/s: a flood of 20 new sources passes
+    5 (the ceiling's burst: one second of it), each with a bucket of its
+    own; 15 go over the ceiling, and their keys never enter the table. A
+    source already in the table is not charged to the ceiling."""
+    with program([rule("drop", 0, limit={"over": "1/h", "burst": "1", "ceiling": "5/s"}, proto="udp")]) as bed:
+        flood = sources(20, udp4())
+        got = [bed.run(f)[0] for f in flood]
+        assert got == [XDP_PASS] * 5 + [XDP_DROP] * 15
+        assert bed.limit_stats(0) == (5, 5 * len(flood[0]), 5, 15)
+        assert bed.keys() == {0: 5}
+        # A known source goes over its own bucket (burst 1, spent), not the ceiling's.
+        assert bed.run(flood[0]) == [XDP_DROP]
+        assert bed.limit_stats(0)[3] == 15
+        assert bed.hits() == {0: (16, 16 * len(flood[0]))}
+
+
+def test_without_a_ceiling_a_flood_churns_the_table_and_the_evictions_show_it():
+    """--ceiling none: 70,000 new sources each pass (a full bucket each: what
+    spoofing buys without a ceiling); the table holds at most its 65,536
+    keys, and the keys added less the keys present are the evictions."""
+    n = 70_000
+    with program([rule("drop", 0, limit={"over": "1/h", "burst": "1", "ceiling": "none"}, proto="udp")]) as bed:
+        flood = sources(n, udp4())
+        assert sum(libbpf.prog_test_run(bed.fd, f).retval == XDP_PASS for f in flood) == n
+        within, _, new_keys, ceiling_over = bed.limit_stats(0)
+        assert (within, new_keys, ceiling_over) == (n, n, 0)
+        present = bed.keys()[0]
+        assert present <= contract.BUCKET_ENTRIES and n - present >= n - contract.BUCKET_ENTRIES

@@ -219,14 +219,16 @@ def test_rate_limits():
     assert struct_format("xdpctl_limit")[0] == contract.LIMIT.format
     assert canon(struct_format("xdpctl_limit_key")[0]) == canon(contract.LIMIT_KEY.format)
     assert struct_format("xdpctl_bucket")[0] == contract.BUCKET.format
-    for name in ("xdpctl_limit", "xdpctl_limit_key", "xdpctl_bucket", "xdpctl_rule"):
+    assert struct_format("xdpctl_limit_stats")[0] == contract.LIMIT_STATS.format
+    assert int(d["XDPCTL_LIMIT_FAMILY_CEILING"]) == contract.LIMIT_FAMILY_CEILING
+    for name in ("xdpctl_limit", "xdpctl_limit_key", "xdpctl_bucket", "xdpctl_rule", "xdpctl_limit_stats"):
         fmt = struct_format(name)[0]
         assert struct.calcsize(fmt) == struct.calcsize(fmt.replace("<", "@")), name  # no hidden padding
     for name in ("UNIT_NONE", "UNIT_FRAMES", "UNIT_BYTES", "UNIT_BITS", "PER_SRC", "PER_FLOW", "PER_RULE",
                  "LIMIT_K", "BUCKET_ENTRIES"):
         assert int(d[f"XDPCTL_{name}"]) == getattr(contract, name), name
-    for name in ("LIMIT_ON", "LIMIT_OF_BYTES", "FEAT_LIMITS"):
+    for name in ("LIMIT_ON", "LIMIT_OF_BYTES", "LIMIT_CEILING", "FEAT_LIMITS"):
         assert d[f"XDPCTL_{name}"] == f"(1U << {getattr(contract, name).bit_length() - 1})", name
-    for pin in ("LIMITS", "BUCKETS"):
+    for pin in ("LIMITS", "BUCKETS", "LIMIT_STATS"):
         assert d[f"XDPCTL_PIN_{pin}"] == f'"{getattr(contract, "PIN_" + pin)}"'
     assert canon(struct_format("xdpctl_rule")[0]).endswith("QQQIIHH" + "B" * 12)

@@ -245,7 +245,6 @@ def test_the_same_rule_with_two_limits_is_two_rules():
 @pytest.mark.parametrize("args, fragment", [
     (["--block", "10m"], "--block (bans) is not enforced"),
     (["--table", "1024"], "--table (every limited rule shares one table of 65,536 keys) is not enforced"),
-    (["--ceiling", "5000/s"], "--ceiling is not enforced"),
     (["--block", "1h", "--ceiling", "none", "--table", "99"], "--block (bans) and --table"),
 ])
 def test_rule_add_refuses_what_the_datapath_does_not_enforce_yet(args, fragment):
@@ -306,10 +305,14 @@ def test_the_datapath_bucket_is_the_reference_bucket():
     from xdpctl.datapath import contract
 
     lim = limit(over="8kbit/s", per="src/24")
-    refill, cost, capacity, fill_ns, flags, per, v4, v6, _ = contract.LIMIT.unpack(limits.datapath(lim))
-    b = lim.bucket()
+    refill, cost, capacity, fill_ns, flags, per, v4, v6, _, *ceiling = contract.LIMIT.unpack(limits.datapath(lim))
+    b, c = lim.bucket(), lim.ceiling_bucket()
     assert (refill, cost, capacity, fill_ns) == (b.refill, b.cost, b.capacity, b.fill_ns)
-    assert flags == contract.LIMIT_ON | contract.LIMIT_OF_BYTES and (per, v4, v6) == (contract.PER_SRC, 24, 64)
+    assert ceiling == [c.refill, c.cost, c.capacity, c.fill_ns]
+    assert flags == contract.LIMIT_ON | contract.LIMIT_OF_BYTES | contract.LIMIT_CEILING
+    assert (per, v4, v6) == (contract.PER_SRC, 24, 64)
+    unbounded = limit(over="1/s", ceiling="none")
+    assert not contract.LIMIT.unpack(limits.datapath(unbounded))[4] & contract.LIMIT_CEILING
     assert limits.datapath(None) == bytes(contract.LIMIT.size)
 
 

@@ -245,8 +245,14 @@ PER_SRC, PER_FLOW, PER_RULE = 0, 1, 2
 LIMIT_K = 4
 LIMIT_ON = 1 << 0
 LIMIT_OF_BYTES = 1 << 1
-# struct xdpctl_limit: refill, cost, capacity, fill_ns, flags, per, per_v4, per_v6, _pad0.
-LIMIT = struct.Struct("<QQQQIBBBB")
+LIMIT_CEILING = 1 << 2
+LIMIT_FAMILY_CEILING = 255
+# struct xdpctl_limit: refill, cost, capacity, fill_ns, flags, per, per_v4, per_v6, _pad0,
+# and the ceiling's c_refill, c_cost, c_capacity, c_fill_ns.
+LIMIT = struct.Struct("<QQQQIBBBBQQQQ")
+# struct xdpctl_limit_stats: within, within_bytes, new_keys, ceiling_over (per CPU).
+LIMIT_STATS = struct.Struct("<QQQQ")
+PIN_LIMIT_STATS = "limit_stats"  # + "_" + slots tag
 # struct xdpctl_limit_key: slot, family, proto, sport, dport, _pad0, _pad1, src, dst.
 LIMIT_KEY = struct.Struct("<IBBHHHI16s16s")
 # struct xdpctl_bucket: tokens, last_ns.

@@ -172,6 +172,8 @@ def _write_inactive(app, att, layout: Layout, current: Current, built, rules: li
     active = {r.slot for r in current.rules}
     fresh = {r.slot for r in rules if r.id >= current.next_id}
     engine.zero_hits(att.pin(layout.pin_hits()), sorted(fresh - active))
+    if layout.actions & contract.FEAT_LIMITS:  # what a limit saw starts at zero with its rule
+        engine.zero_limit_stats(att.pin(f"{contract.PIN_LIMIT_STATS}_{layout.slots}"), sorted(fresh - active))
 
 
 def _write_limits(att, layout: Layout, rules: list[Rule]) -> None:

@@ -78,8 +78,6 @@ def refuse_limits(ifname: str, wanted) -> None:
         if limit.keyed and limit.table != limits.TABLE_DEFAULT:
             missing.append("--table (every limited rule shares one table of "
                            f"{contract.BUCKET_ENTRIES:,} keys)")
-        if limit.keyed and limit.ceiling not in (None, limits.default_ceiling(limit.rate)):
-            missing.append("--ceiling")
         if missing:
             raise BadInput(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not enforced by this "
                            f"build's XDP program yet, so the rule is not installed on {ifname}; nothing was changed")
@@ -149,13 +147,37 @@ def hits_of(target: Target, rules: list[Rule]) -> dict[int, tuple[int, int]]:
     return counters.hits_since(raw_hits(target, rules), base)
 
 
-def describe(rules: list[Rule], hits: dict[int, tuple[int, int]]) -> list[dict]:
+def describe(rules: list[Rule], hits: dict[int, tuple[int, int]], limited: dict[int, dict] | None = None
+             ) -> list[dict]:
+    """The rules in decision order with their hits; limited rules with what
+    their limit saw (limit_counts), under "limit"."""
     out = []
     for r in sort_rules(rules):
         d = r.describe()
         packets, nbytes = hits.get(r.slot, (0, 0))
         d["hits"] = {"packets": packets, "bytes": nbytes}
+        if limited and r.slot in limited and r.limit is not None:
+            d["limit"] = limited[r.slot]
         out.append(d)
+    return out
+
+
+def limit_counts(target: Target, rules: list[Rule]) -> dict[int, dict]:
+    """slot -> what a limited rule's limit saw: frames within the rate (they
+    went on to the next rule), keys in the table now, keys evicted (added
+    less present), and frames of keys not in the table the ceiling stopped."""
+    layout = Layout.unpack(target.meta.layout)
+    slots = [r.slot for r in rules if r.limit is not None]
+    if not slots or not layout.actions & contract.FEAT_LIMITS:
+        return {}
+    stats = engine.read_limit_stats(target.att.pin(f"{contract.PIN_LIMIT_STATS}_{layout.slots}"), slots)
+    keys = engine.count_keys(target.att.pin(contract.PIN_BUCKETS))
+    out = {}
+    for slot in slots:
+        within, within_bytes, new_keys, ceiling_over = stats[slot]
+        present = keys.get(slot, 0)
+        out[slot] = {"within": {"packets": within, "bytes": within_bytes}, "keys": present,
+                     "evictions": max(0, new_keys - present), "ceiling_over": ceiling_over}
     return out
 
 
@@ -166,5 +188,5 @@ def listing(app, ifname: str) -> dict:
     return {
         "ifname": ifname,
         "policy": current.options.policy,
-        "rules": describe(current.rules, hits_of(target, current.rules)),
+        "rules": describe(current.rules, hits_of(target, current.rules), limit_counts(target, current.rules)),
     }

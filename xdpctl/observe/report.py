@@ -13,7 +13,7 @@ from ..kernel import privileges
 from ..errors import NotManaged
 from ..datapath.program import FilterOptions
 from ..lifecycle.deploy import Current
-from ..lifecycle.ruleops import describe, raw_hits
+from ..lifecycle.ruleops import describe, limit_counts, raw_hits
 from ..lifecycle.target import Target, forget_gone, load, prog_name, recorded, resolve
 
 
@@ -134,7 +134,7 @@ def _stats_entry(target: Target, reset: bool) -> dict:
     hits = raw_hits(target, current.rules)
     entry["counters"] = counters.since(raw, base)
     entry["total"] = counters.total(entry["counters"])
-    entry["rules"] = describe(current.rules, counters.hits_since(hits, base))
+    entry["rules"] = describe(current.rules, counters.hits_since(hits, base), limit_counts(target, current.rules))
     if reset:
         counters.write_baseline(directory, raw, {r.slot: hits.get(r.slot, (0, 0)) for r in current.rules})
     return entry

@@ -197,6 +197,41 @@ def write_limits(path: str, rules: list[Rule]) -> None:
         libbpf.map_update_batch(fd, keys, values, len(rules))
 
 
+def read_limit_stats(path: str, slots: list[int]) -> dict[int, tuple[int, int, int, int]]:
+    """slot -> (within, within_bytes, new_keys, ceiling_over), summed over CPUs."""
+    size = contract.LIMIT_STATS.size * libbpf.possible_cpus()
+    out = {}
+    with libbpf.opened(path) as fd:
+        for slot in slots:
+            raw = libbpf.map_lookup(fd, struct.pack("<I", slot), size) or bytes(size)
+            totals = [0, 0, 0, 0]
+            for values in contract.LIMIT_STATS.iter_unpack(raw):
+                totals = [a + b for a, b in zip(totals, values)]
+            out[slot] = tuple(totals)
+    return out
+
+
+def zero_limit_stats(path: str, slots: list[int]) -> None:
+    """A limited rule new to a slot starts at zero."""
+    if not slots:
+        return
+    size = contract.LIMIT_STATS.size * libbpf.possible_cpus()
+    with libbpf.opened(path) as fd:
+        keys = b"".join(struct.pack("<I", s) for s in slots)
+        libbpf.map_update_batch(fd, keys, bytes(size * len(slots)), len(slots))
+
+
+def count_keys(path: str) -> dict[int, int]:
+    """slot -> keys in the buckets map (the ceilings' own buckets aside)."""
+    out: dict[int, int] = {}
+    with libbpf.opened(path) as fd:
+        for key in libbpf.map_keys(fd, contract.LIMIT_KEY.size):
+            slot, family = struct.unpack_from("<IB", key)
+            if family != contract.LIMIT_FAMILY_CEILING:
+                out[slot] = out.get(slot, 0) + 1
+    return out
+
+
 # --- hits --------------------------------------------------------------------------
 
 

@@ -318,8 +318,12 @@ def datapath(limit: "Limit | None") -> bytes:
         return bytes(contract.LIMIT.size)
     b = limit.bucket()
     flags = contract.LIMIT_ON | (contract.LIMIT_OF_BYTES if b.of_bytes else 0)
+    c = limit.ceiling_bucket() if limit.keyed else None
+    if c is not None:
+        flags |= contract.LIMIT_CEILING
     return contract.LIMIT.pack(b.refill, b.cost, b.capacity, b.fill_ns, flags, PER_CODES[limit.per.kind],
-                               limit.per.v4, limit.per.v6, 0)
+                               limit.per.v4, limit.per.v6, 0, *((c.refill, c.cost, c.capacity, c.fill_ns) if c
+                                                                else (0, 0, 0, 0)))
 
 
 def default_ceiling(rate: Rate) -> Rate:
