@@ -16,6 +16,7 @@
  *                                    actions beyond pass and drop (action_kern.h)
  *   XDPCTL_USE_ESTABLISHED           (of the layout) the flow table's lookup (flow_kern.h)
  *   XDPCTL_LIMITS                    (of the layout) rate limits: the buckets (limit_kern.h)
+ *   XDPCTL_BANS                      (of the layout) the ban list, before any rule (ban_kern.h)
  *
  * BCC rewrites map calls only in this file, so every map and every function
  * that touches one lives here; map-free logic lives in the *_kern.h headers.
@@ -35,6 +36,9 @@
 #ifdef XDPCTL_LIMITS
 #include "limit_kern.h"
 #endif /* XDPCTL_LIMITS */
+#ifdef XDPCTL_BANS
+#include "ban_kern.h"
+#endif /* XDPCTL_BANS */
 
 #ifdef XDPCTL_PIN_DIR
 #define XDPCTL_MAP(type, key, val, name, max, pin) \
@@ -152,6 +156,44 @@ static __always_inline void xdpctl_established(struct xdpctl_pkt *pkt, const __u
 }
 #endif /* XDPCTL_USE_ESTABLISHED */
 
+#ifdef XDPCTL_BANS
+/* The interface's ban list (struct xdpctl_ban): written by --block here and
+ * by `xdpctl ban`; bounded, and pinned, so a replace keeps it. */
+XDPCTL_MAP("lru_hash", struct xdpctl_ban_key, struct xdpctl_ban, xdpctl_bans, XDPCTL_BAN_ENTRIES, XDPCTL_PIN_BANS);
+
+/* 1 when the frame's source is banned (until its ban expires): counted in the ban. */
+static __always_inline int xdpctl_banned(const struct xdpctl_pkt *pkt, const __u8 *l3, __u64 bytes)
+{
+	struct xdpctl_ban_key key;
+	struct xdpctl_ban *b;
+
+	if (!xdpctl_ban_key_of(&key, pkt, l3))
+		return 0;
+	b = xdpctl_bans.lookup(&key);
+	if (!b || bpf_ktime_get_ns() >= b->expires_ns)
+		return 0;
+	/* Shared by every CPU. */
+	__sync_fetch_and_add(&b->packets, 1);
+	__sync_fetch_and_add(&b->bytes, bytes);
+	return 1;
+}
+
+/* Ban the frame's source for block_ns from now (--block). */
+static __always_inline void xdpctl_ban(const struct xdpctl_pkt *pkt, const __u8 *l3, __u32 slot, __u64 now,
+				       __u64 block_ns)
+{
+	struct xdpctl_ban_key key;
+	struct xdpctl_ban ban = {};
+
+	if (!xdpctl_ban_key_of(&key, pkt, l3))
+		return;
+	ban.expires_ns = now + block_ns;
+	ban.added_ns = now;
+	ban.slot = slot;
+	xdpctl_bans.update(&key, &ban);
+}
+#endif /* XDPCTL_BANS */
+
 #ifdef XDPCTL_LIMITS
 /*
  * The limited rules' buckets, by slot (written by user space), and every
@@ -234,6 +276,11 @@ static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_p
 		st->within++;
 		st->within_bytes += pkt->bytes;
 	}
+#ifdef XDPCTL_BANS
+	else if (lim->block_ns) {
+		xdpctl_ban(pkt, l3, slot, now, lim->block_ns);  /* over its own rate: --block */
+	}
+#endif /* XDPCTL_BANS */
 	return within;
 }
 #endif /* XDPCTL_LIMITS */
@@ -282,6 +329,13 @@ static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *
 #ifdef XDPCTL_LIMITS
 	pkt->bytes = bytes;
 #endif /* XDPCTL_LIMITS */
+#ifdef XDPCTL_BANS
+	/* The ban list comes before any rule: one lookup. */
+	if (xdpctl_banned(pkt, l3, bytes)) {
+		*verdict = XDPCTL_VERDICT_DROP;
+		return 1;
+	}
+#endif /* XDPCTL_BANS */
 	gen = cfg->gen & 1;
 	t = (struct xdpctl_tables *)xdpctl_tables.lookup(&gen);
 	if (!t)

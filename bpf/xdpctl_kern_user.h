@@ -458,6 +458,7 @@ struct xdpctl_limit {
 	__u64 c_cost;
 	__u64 c_capacity;
 	__u64 c_fill_ns;
+	__u64 block_ns;      /* --block: a source that goes over is banned this long; 0: not */
 };
 
 /* The ceiling's bucket is the rule's key with this family. */
@@ -500,5 +501,33 @@ struct xdpctl_bucket {
 #define XDPCTL_PIN_LIMITS         "limits"    /* + "_" + slots tag */
 #define XDPCTL_PIN_BUCKETS        "buckets"
 #define XDPCTL_PIN_LIMIT_STATS    "limit_stats"  /* + "_" + slots tag */
+
+/*
+ * Bans (--block, `xdpctl ban`): the interface's ban list, an LRU hash of
+ * source addresses checked before any rule (one lookup), compiled in with
+ * -D XDPCTL_BANS (layout bit XDPCTL_FEAT_BANS) once a rule has --block.
+ * A ban holds until expires_ns (bpf_ktime_get_ns, CLOCK_MONOTONIC): the
+ * program drops a banned source's frames until then, counting them in
+ * their class's drop and in the ban; an expired ban is ignored (and user
+ * space removes it when it reads the list). Pinned: a replace keeps it.
+ */
+#define XDPCTL_FEAT_BANS          (1U << 17)
+#define XDPCTL_BAN_ENTRIES        65536
+
+struct xdpctl_ban_key {
+	__u32 family;        /* 4 or 6 */
+	__u8 addr[16];       /* network order, IPv4 in the first 4 bytes */
+};
+
+struct xdpctl_ban {
+	__u64 expires_ns;
+	__u64 added_ns;
+	__u64 packets;       /* frames dropped since the ban */
+	__u64 bytes;
+	__u32 slot;          /* the rule whose --block banned it; XDPCTL_NO_RULE: ban add */
+	__u32 _pad0;
+};
+
+#define XDPCTL_PIN_BANS           "bans"
 
 #endif /* XDPCTL_KERN_USER_H */

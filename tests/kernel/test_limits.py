@@ -3,7 +3,7 @@ a burst from the peer passes exactly `burst` frames and the rule drops the
 rest (its hits, the UDP class's counters); the buckets survive a replace of
 the program; rule list --json, export and apply carry the limit, and a
 second apply of the export changes nothing. What the datapath does not
-enforce yet (--block, --table, --ceiling RATE) is refused and changes
+enforce yet (--table) is refused and changes
 nothing. The rate itself, to the frame, is in test_limits_prog_run.py."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_a_burst_passes_burst_frames_and_the_buckets_survive_a_replace(klab, tmp
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--block", "10m"], "--block (bans) is not enforced"),
+    (["--block", "0s"], "no time at all"),
     (["--table", "1024"], "--table (every limited rule shares one table"),
     (["--over", "0/s"], "a rate of 0"),
     (["--per", "src/33"], "an IPv4 prefix is 1 to 32 bits"),
@@ -90,3 +90,44 @@ def test_what_is_refused_changes_nothing(klab, args, fragment):
     r = klab.xdpctl("rule", "add", klab.iface, "drop", *over, *args, check=False)
     assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert snapshot(klab) == before
+
+
+def test_block_bans_the_source_the_ban_drops_and_ban_add_del_list(klab):
+    """--over 1/h --burst 2 --block 2s: the third frame goes over and bans
+    the peer; every later frame is dropped by the ban (counted in the UDP
+    class's drop and in the ban, not in the rule's hits); the ban expires by
+    itself; ban add/del/list edit and read the list with no reload."""
+    klab.xdpctl("attach", klab.iface)
+    r = klab.xdpctl("ban", "list", klab.iface, check=False)
+    assert r.returncode == 2 and "has no ban list" in r.stderr  # none compiled in yet
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "2", "--block", "2s",
+                "--proto", "udp")
+    prog = klab.xdpctl.json("status")["interfaces"][0]["prog_id"]
+    assert udp_counts(udp(klab, 5)) == (2, 3)
+    rid = rule_entry(klab)["id"]
+    assert rule_entry(klab)["hits"]["packets"] == 1  # the frame that went over; the ban took the rest
+    (ban,) = klab.xdpctl.json("ban", "list", klab.iface)["bans"]
+    frame = len(frames.udp_frame(klab.lab.endpoints(), b"x" * 18))
+    assert ban == {"address": klab.lab.peer4, "seconds_left": ban["seconds_left"], "packets": 2,
+                   "bytes": 2 * frame, "rule": rid} and 1 <= ban["seconds_left"] <= 2
+    # The ban ends by itself; the source's bucket is still empty: over again, banned again.
+    import time
+
+    time.sleep(2.2)
+    assert klab.xdpctl.json("ban", "list", klab.iface)["bans"] == []
+    assert udp_counts(udp(klab, 1, 6)) == (2, 4)
+    assert rule_entry(klab)["hits"]["packets"] == 2
+    # By hand: another address, then lifted; nothing recompiled.
+    klab.xdpctl("ban", "add", klab.iface, "203.0.113.9", "--for", "1h")
+    listed = {b["address"]: b for b in klab.xdpctl.json("ban", "list", klab.iface)["bans"]}
+    assert listed["203.0.113.9"]["rule"] is None and 3590 < listed["203.0.113.9"]["seconds_left"] <= 3600
+    assert "lifted" in klab.xdpctl("ban", "del", klab.iface, "203.0.113.9").stdout
+    r = klab.xdpctl("ban", "del", klab.iface, "203.0.113.9", check=False)
+    assert r.returncode == 2 and "has no ban on 203.0.113.9" in r.stderr
+    for bad, fragment in (("203.0.113.0/24", "is a prefix"), ("nope", "is not an IPv4 or IPv6 address"),
+                          ("::ffff:1.2.3.4", "IPv4-mapped")):
+        r = klab.xdpctl("ban", "add", klab.iface, bad, "--for", "1h", check=False)
+        assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = klab.xdpctl("ban", "add", klab.iface, "203.0.113.9", "--for", "99999d", check=False)
+    assert r.returncode == 2 and "longer than 3650 days" in r.stderr
+    assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog

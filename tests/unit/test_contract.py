@@ -232,3 +232,15 @@ def test_rate_limits():
     for pin in ("LIMITS", "BUCKETS", "LIMIT_STATS"):
         assert d[f"XDPCTL_PIN_{pin}"] == f'"{getattr(contract, "PIN_" + pin)}"'
     assert canon(struct_format("xdpctl_rule")[0]).endswith("QQQIIHH" + "B" * 12)
+
+
+def test_bans():
+    d = defines()
+    assert canon(struct_format("xdpctl_ban_key")[0]) == canon(contract.BAN_KEY.format)
+    assert struct_format("xdpctl_ban")[0] == contract.BAN.format
+    assert d["XDPCTL_FEAT_BANS"] == f"(1U << {contract.FEAT_BANS.bit_length() - 1})"
+    assert int(d["XDPCTL_BAN_ENTRIES"]) == contract.BAN_ENTRIES
+    assert d["XDPCTL_PIN_BANS"] == f'"{contract.PIN_BANS}"'
+    for name in ("xdpctl_ban_key", "xdpctl_ban"):
+        fmt = struct_format(name)[0]
+        assert struct.calcsize(fmt) == struct.calcsize(fmt.replace("<", "@")), name

@@ -56,6 +56,7 @@ COMMANDS = {
     "apply": "apply",
     "export": "export",
     "flows": "flows",
+    "ban": "ban",
     "exporter": "exporter",
     "service": "service",
     "clean": "clean",

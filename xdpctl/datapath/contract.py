@@ -249,7 +249,7 @@ LIMIT_CEILING = 1 << 2
 LIMIT_FAMILY_CEILING = 255
 # struct xdpctl_limit: refill, cost, capacity, fill_ns, flags, per, per_v4, per_v6, _pad0,
 # and the ceiling's c_refill, c_cost, c_capacity, c_fill_ns.
-LIMIT = struct.Struct("<QQQQIBBBBQQQQ")
+LIMIT = struct.Struct("<QQQQIBBBBQQQQQ")  # ..., block_ns
 # struct xdpctl_limit_stats: within, within_bytes, new_keys, ceiling_over (per CPU).
 LIMIT_STATS = struct.Struct("<QQQQ")
 PIN_LIMIT_STATS = "limit_stats"  # + "_" + slots tag
@@ -260,3 +260,13 @@ BUCKET = struct.Struct("<QQ")
 BUCKET_ENTRIES = 65536
 PIN_LIMITS = "limits"  # + "_" + slots tag
 PIN_BUCKETS = "buckets"
+
+# --- bans (--block, xdpctl ban) --------------------------------------------------------
+
+FEAT_BANS = 1 << 17
+BAN_ENTRIES = 65536
+# struct xdpctl_ban_key: family, addr.
+BAN_KEY = struct.Struct("<I16s")
+# struct xdpctl_ban: expires_ns, added_ns, packets, bytes, slot, _pad0.
+BAN = struct.Struct("<QQQQII")
+PIN_BANS = "bans"

@@ -29,6 +29,7 @@ ACTION_SWITCHES = (
     (contract.ACTS_CPU, "XDPCTL_REDIRECT_CPU", "redirect-cpu"),
     (contract.ACTS_TX, "XDPCTL_TX", "tx"),
     (contract.FEAT_LIMITS, "XDPCTL_LIMITS", "limits"),  # not an action: rate limits (limit_kern.h)
+    (contract.FEAT_BANS, "XDPCTL_BANS", "bans"),  # nor this: the ban list, before any rule
 )
 
 # The general search's verifier walk grows with what the program holds

@@ -165,10 +165,10 @@ def variants() -> list[Variant]:
     # Rate limits (limit_kern.h): after the search, up to XDPCTL_LIMIT_K bucket lookups.
     thousand = next(v.layout for v in out if v.name == "all-kinds-1000-rules")
     add("limits-all-kinds-1000-rules", replace(thousand, actions=contract.FEAT_LIMITS))
-    add("limits-stateless-largest", replace(_within_budget(largest_stateless), actions=contract.FEAT_LIMITS),
+    add("limits-stateless-largest", replace(_within_budget(largest_stateless), actions=contract.FEAT_LIMITS | contract.FEAT_BANS),
         every_option)
-    add("limits-established-capped", replace(_within_budget(capped), actions=contract.FEAT_LIMITS), every_option)
+    add("limits-established-capped", replace(_within_budget(capped), actions=contract.FEAT_LIMITS | contract.FEAT_BANS), every_option)
     add("limits-established-all-actions-capped",
-        replace(_within_budget(capped), actions=every_action | contract.FEAT_LIMITS), every_option)
+        replace(_within_budget(capped), actions=every_action | contract.FEAT_LIMITS | contract.FEAT_BANS), every_option)
     return out
 

@@ -73,8 +73,6 @@ def refuse_limits(ifname: str, wanted) -> None:
         if limit is None:
             continue
         missing = []
-        if limit.block:
-            missing.append("--block (bans)")
         if limit.keyed and limit.table != limits.TABLE_DEFAULT:
             missing.append("--table (every limited rule shares one table of "
                            f"{contract.BUCKET_ENTRIES:,} keys)")

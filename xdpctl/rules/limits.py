@@ -323,7 +323,7 @@ def datapath(limit: "Limit | None") -> bytes:
         flags |= contract.LIMIT_CEILING
     return contract.LIMIT.pack(b.refill, b.cost, b.capacity, b.fill_ns, flags, PER_CODES[limit.per.kind],
                                limit.per.v4, limit.per.v6, 0, *((c.refill, c.cost, c.capacity, c.fill_ns) if c
-                                                                else (0, 0, 0, 0)))
+                                                                else (0, 0, 0, 0)), limit.block * NS)
 
 
 def default_ceiling(rate: Rate) -> Rate:

@@ -471,7 +471,8 @@ def build(rules: list[Rule]) -> Built:
         caps=caps,
         nodes=nodes,
         depths=depths,
-        actions=actions.acts(ordered) | (contract.FEAT_LIMITS if any(r.limit for r in ordered) else 0),
+        actions=actions.acts(ordered) | (contract.FEAT_LIMITS if any(r.limit for r in ordered) else 0)
+        | (contract.FEAT_BANS if any(r.limit and r.limit.block for r in ordered) else 0),
     )
     wildcards = {name: wildcard(bit) for name, bit in contract.KINDS if kinds & bit}
     primaries: dict[str, int] = {}
