@@ -329,3 +329,28 @@ def test_established_beside_limits_holds_fewer_general_rules():
                                          " when --established and --over rules are on it together")
     assert general_limit([lim]) == (contract.MAX_GENERAL, "")
     assert general_limit([est]) == (contract.MAX_GENERAL, "")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("203.0.113.0/24", "is a prefix"), ("203.0.113.9/32", "is a prefix"), ("nope", "not an IPv4 or IPv6"),
+    ("::ffff:192.0.2.1", "IPv4-mapped"), ("fe80::1%eth0", "names a zone"), ("", "not an IPv4 or IPv6"),
+])
+def test_a_ban_is_on_one_address(text, fragment):
+    from xdpctl.lifecycle.bans import parse_address
+
+    with pytest.raises(BadInput, match=fragment):
+        parse_address(text)
+
+
+def test_ban_addresses_are_keys_of_16_bytes():
+    from xdpctl.lifecycle.bans import parse_address
+
+    assert parse_address("203.0.113.9") == (4, bytes([203, 0, 113, 9]) + bytes(12))
+    assert parse_address("2001:db8::9") == (6, bytes.fromhex("20010db8000000000000000000000009"))
+
+
+def test_ban_add_refuses_bad_input_before_anything():
+    r = CliRunner().invoke(cli, ["ban", "add", "eth0", "203.0.113.0/24", "--for", "1h"])
+    assert r.exit_code == 2 and r.stderr.startswith("xdpctl: error: ADDRESS 203.0.113.0/24 is a prefix")
+    r = CliRunner().invoke(cli, ["ban", "add", "eth0", "203.0.113.9", "--for", "forever"])
+    assert r.exit_code == 2 and "--for 'forever' is not a duration" in r.stderr

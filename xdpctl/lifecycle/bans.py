@@ -79,6 +79,25 @@ def listing(app, ifname: str) -> dict:
                       "bytes": sum(b["bytes"] for b in bans)}}
 
 
+def totals(target) -> dict | None:
+    """The live bans of a managed interface and the frames they dropped
+    (for stats; nothing is removed), or None when it has no ban list."""
+    layout = Layout.unpack(target.meta.layout)
+    if not layout.actions & contract.FEAT_BANS:
+        return None
+    now = now_ns()
+    out = {"bans": 0, "packets": 0, "bytes": 0}
+    with libbpf.opened(target.att.pin(contract.PIN_BANS)) as fd:
+        for _, value in libbpf.map_lookup_batch(fd, contract.BAN_KEY.size, contract.BAN.size,
+                                                contract.BAN_ENTRIES):
+            expires, _, packets, nbytes, _, _ = contract.BAN.unpack(value)
+            if expires > now:
+                out["bans"] += 1
+                out["packets"] += packets
+                out["bytes"] += nbytes
+    return out
+
+
 def add(app, ifname: str, address: str, seconds: int) -> dict:
     """Ban address for seconds (replacing a ban it has)."""
     family, raw = parse_address(address)

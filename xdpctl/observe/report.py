@@ -13,6 +13,7 @@ from ..kernel import privileges
 from ..errors import NotManaged
 from ..datapath.program import FilterOptions
 from ..lifecycle.deploy import Current
+from ..lifecycle import bans
 from ..lifecycle.ruleops import describe, limit_counts, raw_hits
 from ..lifecycle.target import Target, forget_gone, load, prog_name, recorded, resolve
 
@@ -135,6 +136,9 @@ def _stats_entry(target: Target, reset: bool) -> dict:
     entry["counters"] = counters.since(raw, base)
     entry["total"] = counters.total(entry["counters"])
     entry["rules"] = describe(current.rules, counters.hits_since(hits, base), limit_counts(target, current.rules))
+    ban_totals = bans.totals(target)
+    if ban_totals is not None:  # the ban list (--block): live bans and what they dropped
+        entry["bans"] = ban_totals
     if reset:
         counters.write_baseline(directory, raw, {r.slot: hits.get(r.slot, (0, 0)) for r in current.rules})
     return entry
