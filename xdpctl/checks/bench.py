@@ -272,6 +272,58 @@ def bench_established(options: FilterOptions, repeat: int = DEFAULT_REPEAT, roun
     return report
 
 
+def bench_limits(options: FilterOptions, repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS) -> dict:
+    """A limited rule against a plain one with the same matches (none: it
+    decides every frame). `limited` finds the frame's key in its table (the
+    frame goes over its bucket, so the rule decides it); `spoofed` never
+    does: its key is not in the table and the rule's ceiling is spent, the
+    path of every frame of a flood from new sources while the ceiling holds."""
+    from ..kernel.compiler import compile_and_load
+    from ..rules import engine
+    from ..rules.limits import NS
+    from ..datapath.layout import Layout
+    from ..rules.tables import build
+    from ..rules.model import ACTIONS, Rule, parse_limit, parse_match
+
+    everything = parse_match({})
+    plain = Rule(ACTIONS["drop"], everything, 1000, False, 1, 1, 0)
+    limited = Rule(ACTIONS["drop"], everything, 1000, False, 1, 1, 0,
+                   limit=parse_limit({"over": "1/h", "burst": "1"}, everything))
+    frames = bench_frames()
+    loaded, stand = [], None
+    with contextlib.ExitStack() as stack:
+        try:
+            loaded.append(compile_and_load(empty_program()))
+            loaded.append(_with_rules(options, [plain], stack.enter_context(scratch_dir("bench"))))
+            for case in ("limited", "spoofed"):
+                directory = stack.enter_context(scratch_dir("bench"))
+                loaded.append(_with_rules(options, [limited], directory))
+                layout = Layout().grown(build([limited]).needs)
+                engine.write_limits(os.path.join(directory, layout.pin_limits()), [limited])
+                if case == "spoofed":
+                    # The ceiling's bucket, empty: every frame's key is refused entry.
+                    key = contract.LIMIT_KEY.pack(0, contract.LIMIT_FAMILY_CEILING, 0, 0, 0, 0, 0, b"", b"")
+                    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 3600 * NS
+                    with libbpf.opened(os.path.join(directory, contract.PIN_BUCKETS)) as fd:
+                        libbpf.map_update(fd, key, contract.BUCKET.pack(0, now))
+            stand = Stand()
+            rows = measure(Contender("empty", loaded[0].prog_fd),
+                           [Contender("plain", loaded[1].prog_fd), Contender("limited", loaded[2].prog_fd),
+                            Contender("spoofed", loaded[3].prog_fd)],
+                           frames, repeat, rounds, stand)
+        finally:
+            if stand is not None:
+                stand.close()
+            for item in loaded:
+                item.close()
+    for row in rows:
+        row["limited_over_plain"] = round(row["limited_ns"] / row["plain_ns"], 3)
+        row["spoofed_over_plain"] = round(row["spoofed_ns"] / row["plain_ns"], 3)
+    return _report("a `drop` rule deciding every frame (plain), the same with `--over 1/h --burst 1`, its key "
+                   "in the table (limited) and not, the ceiling spent (spoofed)", options,
+                   "the empty XDP program (return XDP_PASS)", repeat, rounds, rows)
+
+
 def bench_egress(repeat: int = DEFAULT_REPEAT, rounds: int = DEFAULT_ROUNDS) -> dict:
     """The egress program of --established against the empty TC program, on
     the same frames as sent by the host: each run records (or refreshes) the

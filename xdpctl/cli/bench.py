@@ -20,6 +20,9 @@ from .params import IFACE, json_option
 @click.option("--established", is_flag=True,
               help="Measure the ingress cost of --established: a program with a rule, and with "
                    "`pass --established` before it (its table holding the frames' flows).")
+@click.option("--limits", "limits", is_flag=True,
+              help="Measure a rule with --over against the same rule without: its key in the table, "
+                   "and not (a spoofed source, the ceiling spent).")
 @click.option("--egress", is_flag=True,
               help="Measure --established's TC egress program against the empty TC program.")
 @click.option("--repeat", type=click.IntRange(1000, 100_000_000), default=2_000_000, show_default=True,
@@ -28,7 +31,8 @@ from .params import IFACE, json_option
               help="Alternations of the programs; the report gives medians.")
 @json_option
 @click.pass_obj
-def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_actions, established, egress, repeat,
+def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_actions, established, limits, egress,
+            repeat,
             rounds, as_json):
     """Per-packet cost of xdpctl's program against the empty XDP program,
     through BPF_PROG_TEST_RUN, on IPv4/UDP, VLAN IPv4/UDP, IPv6/TCP and ARP.
@@ -59,6 +63,13 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_
 
             print_bench_actions(report)
         return
+    if limits:
+        if iface or lab_name or rule_sets or with_xdp_filter or established or egress or with_actions:
+            raise BadInput("--limits measures on its own: no IFACE, --lab, --rules, --xdp-filter, --actions, "
+                           "--established nor --egress")
+        from ..checks.bench import bench_limits
+
+        return _show(bench_limits(FilterOptions(drop_non_ip=drop_non_ip), repeat, rounds), as_json)
     if established or egress:
         if iface or lab_name or rule_sets or with_xdp_filter or (established and egress):
             raise BadInput("--established and --egress each measure on their own: no IFACE, --lab, --rules, "
