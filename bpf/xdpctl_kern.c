@@ -206,7 +206,7 @@ XDPCTL_MAP("lru_hash", struct xdpctl_limit_key, struct xdpctl_bucket, xdpctl_buc
 	   XDPCTL_PIN_BUCKETS);
 
 /* What each limited rule saw, by slot (per CPU: no atomics). */
-XDPCTL_MAP("percpu_array", __u32, struct xdpctl_limit_stats, xdpctl_limit_stats, XDPCTL_SLOTS,
+XDPCTL_MAP("percpu_array", __u32, struct xdpctl_limit_stats, xdpctl_lstats, XDPCTL_SLOTS,
 	   XDPCTL_PIN_LIMIT_STATS "_" XDPCTL_SLOTS_TAG);
 
 /*
@@ -248,7 +248,7 @@ static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_p
 	lim = xdpctl_limits.lookup(&slot);
 	if (!lim || !(lim->flags & XDPCTL_LIMIT_ON))
 		return 0;  /* not limited: it matches */
-	st = xdpctl_limit_stats.lookup(&slot);
+	st = xdpctl_lstats.lookup(&slot);
 	if (!st)
 		return 0;  /* never (slot < XDPCTL_SLOTS), but the verifier needs the check */
 	xdpctl_limit_key_of(&key, slot, lim, pkt, l3);

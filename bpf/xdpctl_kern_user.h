@@ -500,7 +500,7 @@ struct xdpctl_bucket {
 
 #define XDPCTL_PIN_LIMITS         "limits"    /* + "_" + slots tag */
 #define XDPCTL_PIN_BUCKETS        "buckets"
-#define XDPCTL_PIN_LIMIT_STATS    "limit_stats"  /* + "_" + slots tag */
+#define XDPCTL_PIN_LIMIT_STATS    "lstats"  /* + "_" + slots tag */
 
 /*
  * Bans (--block, `xdpctl ban`): the interface's ban list, an LRU hash of

@@ -135,3 +135,30 @@ def test_block_bans_the_source_the_ban_drops_and_ban_add_del_list(klab):
     r = klab.xdpctl("ban", "add", klab.iface, "203.0.113.9", "--for", "99999d", check=False)
     assert r.returncode == 2 and "longer than 3650 days" in r.stderr
     assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog
+
+
+@pytest.mark.parametrize("pin", ["buckets", "bans", "limits_", "lstats_"])
+def test_a_missing_limit_pin_is_put_back_as_the_same_map(klab, pin):
+    """A pin of the limits removed behind xdpctl's back: doctor reports it,
+    clean pins the program's own map again, and nothing is lost (the
+    source's bucket is still spent; its ban still holds)."""
+    import json
+
+    from state_checks import attachment
+
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "2", "--block", "1h",
+                "--proto", "udp")
+    assert udp_counts(udp(klab, 4)) == (2, 2)
+    att = attachment(klab)
+    (name,) = [n for n in att.pins() if n == pin or (pin.endswith("_") and n.startswith(pin))]
+    os.unlink(att.pin(name))
+    r = klab.xdpctl("doctor", "--json", check=False)
+    assert r.returncode != 70, r.stderr
+    (state,) = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "state"]
+    assert f"its {name} pin is missing" in state["detail"], state
+    klab.xdpctl("clean")
+    assert name in attachment(klab).pins()
+    assert udp_counts(udp(klab, 2, 6)) == (2, 4)  # banned: the bucket and the ban were kept
+    (ban,) = klab.xdpctl.json("ban", "list", klab.iface)["bans"]
+    assert ban["packets"] == 1 + 2

@@ -252,7 +252,7 @@ LIMIT_FAMILY_CEILING = 255
 LIMIT = struct.Struct("<QQQQIBBBBQQQQQ")  # ..., block_ns
 # struct xdpctl_limit_stats: within, within_bytes, new_keys, ceiling_over (per CPU).
 LIMIT_STATS = struct.Struct("<QQQQ")
-PIN_LIMIT_STATS = "limit_stats"  # + "_" + slots tag
+PIN_LIMIT_STATS = "lstats"  # + "_" + slots tag
 # struct xdpctl_limit_key: slot, family, proto, sport, dport, _pad0, _pad1, src, dst.
 LIMIT_KEY = struct.Struct("<IBBHHHI16s16s")
 # struct xdpctl_bucket: tokens, last_ns.

@@ -173,7 +173,7 @@ def _write_inactive(app, att, layout: Layout, current: Current, built, rules: li
     fresh = {r.slot for r in rules if r.id >= current.next_id}
     engine.zero_hits(att.pin(layout.pin_hits()), sorted(fresh - active))
     if layout.actions & contract.FEAT_LIMITS:  # what a limit saw starts at zero with its rule
-        engine.zero_limit_stats(att.pin(f"{contract.PIN_LIMIT_STATS}_{layout.slots}"), sorted(fresh - active))
+        engine.zero_limit_stats(att.pin(layout.pin_limit_stats()), sorted(fresh - active))
 
 
 def _write_limits(att, layout: Layout, rules: list[Rule]) -> None:

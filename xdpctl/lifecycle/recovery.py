@@ -147,6 +147,10 @@ def expected_pins(meta: contract.Meta) -> list[str]:
     layout = Layout.unpack(meta.layout)
     if layout.engine:
         pins += [contract.PIN_CONFIG, contract.PIN_RULES, layout.pin_tables(), layout.pin_hits()]
+    if layout.actions & contract.FEAT_LIMITS:
+        pins += [layout.pin_limits(), layout.pin_limit_stats(), contract.PIN_BUCKETS]
+    if layout.actions & contract.FEAT_BANS:
+        pins.append(contract.PIN_BANS)
     return pins
 
 
@@ -232,8 +236,8 @@ def damaged(app, link, att, meta: contract.Meta | None) -> list[str]:
 
 def _kernel_name(pin: str) -> str:
     """The kernel's name of the map behind a pin (xdpctl_<name>)."""
-    layout_pin = pin.startswith((contract.PIN_TABLES + "_", contract.PIN_HITS + "_"))
-    return "xdpctl_" + (pin.split("_")[0] if layout_pin else pin)
+    layout_pin = pin.startswith(LAYOUT_PINS)
+    return "xdpctl_" + (pin.rsplit("_", 1)[0] if layout_pin else pin)
 
 
 def lost(link, missing: list[str]) -> list[str]:
@@ -331,12 +335,15 @@ def _set_aside(att) -> list:
     return sorted(att.path.parent / n for n in names if is_aside(n, att.path.name))
 
 
+# Pins named <name>_<layout tag or slots>: a layout of their own each.
+LAYOUT_PINS = (contract.PIN_TABLES + "_", contract.PIN_HITS + "_", contract.PIN_LIMITS + "_",
+               contract.PIN_LIMIT_STATS + "_")
+
+
 def _other_layouts_pins(att, layout: Layout) -> list[str]:
-    """Pinned tables and hits maps of layouts other than this one."""
-    keep = {layout.pin_tables(), layout.pin_hits()}
-    return [pin for pin in att.pins()
-            if (pin.startswith(contract.PIN_TABLES + "_") or pin.startswith(contract.PIN_HITS + "_"))
-            and pin not in keep]
+    """Pinned tables, hits (and limits) maps of layouts other than this one."""
+    keep = {layout.pin_tables(), layout.pin_hits(), layout.pin_limits(), layout.pin_limit_stats()}
+    return [pin for pin in att.pins() if pin.startswith(LAYOUT_PINS) and pin not in keep]
 
 
 def _unused_pins(att, layout: Layout) -> list[str]:

@@ -168,7 +168,7 @@ def limit_counts(target: Target, rules: list[Rule]) -> dict[int, dict]:
     slots = [r.slot for r in rules if r.limit is not None]
     if not slots or not layout.actions & contract.FEAT_LIMITS:
         return {}
-    stats = engine.read_limit_stats(target.att.pin(f"{contract.PIN_LIMIT_STATS}_{layout.slots}"), slots)
+    stats = engine.read_limit_stats(target.att.pin(layout.pin_limit_stats()), slots)
     keys = engine.count_keys(target.att.pin(contract.PIN_BUCKETS))
     out = {}
     for slot in slots:
