@@ -354,3 +354,18 @@ def test_ban_add_refuses_bad_input_before_anything():
     assert r.exit_code == 2 and r.stderr.startswith("xdpctl: error: ADDRESS 203.0.113.0/24 is a prefix")
     r = CliRunner().invoke(cli, ["ban", "add", "eth0", "203.0.113.9", "--for", "forever"])
     assert r.exit_code == 2 and "--for 'forever' is not a duration" in r.stderr
+
+
+def test_rule_list_shows_the_limit_and_what_it_saw():
+    from rich.console import Console
+
+    from xdpctl.cli.render import rules_table
+
+    rule = Rule(ACTIONS["drop"], UDP53, id=1, seq=1, slot=0, limit=limit(over="1000/s", per="src/24"))
+    d = rule.describe()
+    d["hits"] = {"packets": 3, "bytes": 180}
+    d["limit"] = {"within": {"packets": 1234, "bytes": 74040}, "keys": 2, "evictions": 0, "ceiling_over": 0}
+    console = Console(width=200, record=True)
+    console.print(rules_table({"rules": [d]}))
+    text = console.export_text()
+    assert "over 1000/s per src/24, 1,234 within, 0 evicted: proto udp dport 53" in text

@@ -233,6 +233,11 @@ def rules_table(data: dict) -> Table:
             match = f"to {','.join(r['to'])}: {match}"
         elif "cpu" in r:
             match = f"cpu {r['cpu']}: {match}"
+        if "over" in r:  # a rate limit: it decides only the frames over the rate (its hits)
+            seen = r.get("limit")
+            extra = (f", {number(seen['within']['packets'])} within, {number(seen['evictions'])} evicted"
+                     if seen else "")
+            match = f"over {r['over']} per {r['per']}{extra}: {match}"
         table.add_row(str(r["id"]), str(r["priority"]), r["action"], match,
                       number(r["hits"]["packets"]), number(r["hits"]["bytes"]))
     return table
