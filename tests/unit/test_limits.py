@@ -368,4 +368,4 @@ def test_rule_list_shows_the_limit_and_what_it_saw():
     console = Console(width=200, record=True)
     console.print(rules_table({"rules": [d]}))
     text = console.export_text()
-    assert "over 1000/s per src/24, 1,234 within, 0 evicted: proto udp dport 53" in text
+    assert "over 1000/s per src/24,64, 1,234 within, 0 evicted: proto udp dport 53" in text
