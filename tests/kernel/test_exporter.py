@@ -335,3 +335,22 @@ def test_cap_bpf_and_a_read_only_bpffs_are_enough(klab):
     options = [line.split()[5] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                if line.split()[4] == "/sys/fs/bpf"]
     assert options and options[-1].split(",")[0] == "rw", options  # the last mount there is the one seen
+
+
+def test_bans_and_evictions_are_served(klab):
+    """A rule with --over and --block: after a burst the peer is banned; the
+    scrape serves the live bans, what they dropped, and the evictions."""
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "2", "--block", "1h",
+                "--proto", "udp")
+    klab.send([frames.udp_frame(klab.lab.endpoints(), b"x" * 18)], 5)
+    klab.wait_for_total(5)
+    labels = f'{{interface="{klab.iface}",netns="{klab.lab.host_netns}"}}'
+    with exporter(probe=False) as exp:
+        status, text = http_get(exp.url, timeout=30)
+        assert status == 200, text
+        assert f"xdpctl_bans{labels} 1.0" in text
+        assert f"xdpctl_ban_dropped_packets{labels} 2.0" in text  # the 4th and 5th frames
+        assert f"xdpctl_limit_evictions{labels} 0.0" in text
+        code, err = stop(exp.proc, signal.SIGTERM)
+    assert code == 0, err

@@ -98,18 +98,21 @@ def test_the_names_and_types_served():
     text = scrape_text(readings)
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
     assert types == {"xdpctl_packets": "counter", "xdpctl_bytes": "counter", "xdpctl_rule_packets": "counter",
-                     "xdpctl_rule_bytes": "counter", "xdpctl_program_info": "gauge"}
-    assert {name for name, _ in samples(text)} == exporter.metric_names() == {
+                     "xdpctl_rule_bytes": "counter", "xdpctl_program_info": "gauge", "xdpctl_bans": "gauge",
+                     "xdpctl_ban_dropped_packets": "gauge", "xdpctl_limit_evictions": "gauge"}
+    limits = {"xdpctl_bans", "xdpctl_ban_dropped_packets", "xdpctl_limit_evictions"}
+    assert {name for name, _ in samples(text)} | limits == exporter.metric_names() == {
         "xdpctl_packets_total", "xdpctl_bytes_total", "xdpctl_rule_packets_total", "xdpctl_rule_bytes_total",
-        "xdpctl_program_info"}
+        "xdpctl_program_info", *limits}
     assert "_created" not in text  # no second series per counter
 
 
 def test_no_rule_metrics_leaves_out_the_rule_series_only():
     text = scrape_text(readings, rule_metrics=False)
     names = {name for name, _ in samples(text)}
-    assert names == exporter.metric_names(False) == {"xdpctl_packets_total", "xdpctl_bytes_total",
-                                                      "xdpctl_program_info"}
+    assert names | {"xdpctl_bans", "xdpctl_ban_dropped_packets", "xdpctl_limit_evictions"} == \
+        exporter.metric_names(False) == {"xdpctl_packets_total", "xdpctl_bytes_total", "xdpctl_program_info",
+                                         "xdpctl_bans", "xdpctl_ban_dropped_packets", "xdpctl_limit_evictions"}
 
 
 def test_new_verdicts_of_the_contract_are_exported_with_no_change(monkeypatch):

@@ -85,9 +85,14 @@ def totals(target) -> dict | None:
     layout = Layout.unpack(target.meta.layout)
     if not layout.actions & contract.FEAT_BANS:
         return None
+    return totals_at(target.att.pin(contract.PIN_BANS))
+
+
+def totals_at(path: str) -> dict:
+    """Live bans, and the frames and bytes they dropped, of the ban list at path."""
     now = now_ns()
     out = {"bans": 0, "packets": 0, "bytes": 0}
-    with libbpf.opened(target.att.pin(contract.PIN_BANS)) as fd:
+    with libbpf.opened(path) as fd:
         for _, value in libbpf.map_lookup_batch(fd, contract.BAN_KEY.size, contract.BAN.size,
                                                 contract.BAN_ENTRIES):
             expires, _, packets, nbytes, _, _ = contract.BAN.unpack(value)

@@ -26,7 +26,7 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..datapath import contract
@@ -90,9 +90,31 @@ def program_info(readings: Sequence[Reading]) -> Iterator[Metric]:
     yield info
 
 
+def limits(readings: Sequence[Reading]) -> Iterator[Metric]:
+    """xdpctl_bans, xdpctl_ban_dropped_packets and xdpctl_limit_evictions:
+    the ban list and the rate limits' tables (gauges; only interfaces whose
+    program has them)."""
+    bans = GaugeMetricFamily("xdpctl_bans", "Live bans on the interface's ban list.", labels=IFACE_LABELS)
+    dropped = GaugeMetricFamily("xdpctl_ban_dropped_packets",
+                                "Frames the live bans dropped (each since its ban).", labels=IFACE_LABELS)
+    evicted = GaugeMetricFamily("xdpctl_limit_evictions",
+                                "Keys the limited rules' tables evicted (a table that churns: spoofed sources).",
+                                labels=IFACE_LABELS)
+    for r in readings:
+        values = (r.interface, r.netns)
+        if r.bans is not None:
+            bans.add_metric(values, r.bans[0])
+            dropped.add_metric(values, r.bans[1])
+        if r.evictions is not None:
+            evicted.add_metric(values, r.evictions)
+    yield bans
+    yield dropped
+    yield evicted
+
+
 def families(rule_metrics: bool = True) -> tuple[Family, ...]:
     """The families a scrape serves; the per-rule ones only with rule_metrics."""
-    return (class_counters, program_info, *((rule_hits,) if rule_metrics else ()))
+    return (class_counters, program_info, limits, *((rule_hits,) if rule_metrics else ()))
 
 
 def metric_names(rule_metrics: bool = True) -> set[str]:

@@ -57,6 +57,11 @@ class Reading:
     options: tuple[str, ...]
     counters: counters.Counters
     rules: tuple[RuleHits, ...] = field(default=())
+    # Rate limits and bans (issue 13): (live bans, frames they dropped), or
+    # None without a ban list; keys the limited rules' tables evicted, or
+    # None without limits.
+    bans: tuple[int, int] | None = None
+    evictions: int | None = None
 
 
 def netns_ino(path: str) -> int:
@@ -143,7 +148,25 @@ def read_attachment(att: Attachment, label: str, live: dict[int, Live] | None, r
         options=tuple(FilterOptions.from_bits(meta.options).describe()),
         counters=counters.read(att.pin(contract.PIN_COUNTERS)),
         rules=_rule_hits(att, Layout.unpack(meta.layout)) if rules else (),
+        **_limits(att, Layout.unpack(meta.layout)),
     )
+
+
+def _limits(att: Attachment, layout: Layout) -> dict:
+    """The bans and evictions of an attachment whose program has them."""
+    out: dict = {}
+    if layout.actions & contract.FEAT_BANS:
+        from ..lifecycle.bans import totals_at
+
+        t = totals_at(att.pin(contract.PIN_BANS))
+        out["bans"] = (t["bans"], t["packets"])
+    if layout.actions & contract.FEAT_LIMITS and os.path.exists(att.pin(contract.PIN_CONFIG)):
+        gen = engine.read_config(att.pin(contract.PIN_CONFIG))[0]
+        slots = sorted(engine.read_rule_slots(att.pin(contract.PIN_RULES), gen).values())
+        stats = engine.read_limit_stats(att.pin(layout.pin_limit_stats()), slots)
+        keys = engine.count_keys(att.pin(contract.PIN_BUCKETS))
+        out["evictions"] = sum(max(0, stats[s][2] - keys.get(s, 0)) for s in slots)
+    return out
 
 
 def _read(att: Attachment, label: str, live: dict[int, Live] | None, rules: bool) -> Reading | None:
