@@ -12,10 +12,12 @@ frame out opens the flow anew); they are counted as expired, not listed.
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
 
 from ..datapath import contract
-from ..datapath.flow_table import Flow
+from ..datapath.flow_table import Flow, count_live
 from ..datapath.layout import Layout
 from ..errors import NotManaged
 from ..kernel import libbpf, privileges
@@ -30,14 +32,40 @@ def now_ns() -> int:
 
 def read_table(target: Target) -> list[Flow]:
     """Every entry of the interface's table, live or expired ([] without one)."""
-    path = target.att.pin(contract.PIN_FLOWS)
+    return read_pinned(target.att.pin(contract.PIN_FLOWS))
+
+
+def read_pinned(path: str) -> list[Flow]:
+    """Every entry of the table pinned at path ([] when it is gone)."""
+    return [Flow.decode(k, v) for k, v in _entries(path)]
+
+
+def _entries(path: str) -> list[tuple[bytes, bytes]]:
     try:
         with libbpf.opened(path) as fd:
             size = libbpf.map_info(fd).max_entries
-            entries = libbpf.map_lookup_batch(fd, contract.FLOW_KEY.size, contract.FLOW.size, size)
+            return libbpf.map_lookup_batch(fd, contract.FLOW_KEY.size, contract.FLOW.size, size)
     except FileNotFoundError:
         return []
-    return [Flow.decode(k, v) for k, v in entries]
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """How full an attachment's flow table is (the exporter's gauges)."""
+
+    live: int  # flows whose timeout has not passed: what `flows` lists
+    entries: int  # live and expired: what the LRU map holds
+    size: int  # the most it holds
+
+
+def table_size(directory: str, now: int | None = None) -> TableSize | None:
+    """The table of the attachment at directory, or None without one."""
+    if not egress.has_table(directory):
+        return None
+    settings = egress.read_settings(directory)
+    values = [v for _, v in _entries(os.path.join(directory, contract.PIN_FLOWS))]
+    now = now_ns() if now is None else now
+    return TableSize(count_live(values, settings, now), len(values), settings.entries)
 
 
 def egress_status(app, target: Target) -> dict | None:

@@ -34,6 +34,7 @@ from ..datapath.program import FilterOptions
 from ..errors import KernelError, MissingCapability
 from ..lifecycle.state import Attachment, State
 from ..rules import engine
+from .flows import TableSize, table_size
 
 NETNS_DIR = "/var/run/netns"  # where `ip netns add` names namespaces
 HOST_LABEL = ""
@@ -57,6 +58,7 @@ class Reading:
     options: tuple[str, ...]
     counters: counters.Counters
     rules: tuple[RuleHits, ...] = field(default=())
+    flows: TableSize | None = None  # the flow table of --established, when it has one
 
 
 def netns_ino(path: str) -> int:
@@ -143,6 +145,7 @@ def read_attachment(att: Attachment, label: str, live: dict[int, Live] | None, r
         options=tuple(FilterOptions.from_bits(meta.options).describe()),
         counters=counters.read(att.pin(contract.PIN_COUNTERS)),
         rules=_rule_hits(att, Layout.unpack(meta.layout)) if rules else (),
+        flows=table_size(att.path),
     )
 
 
