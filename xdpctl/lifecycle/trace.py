@@ -199,17 +199,3 @@ def settle(app, link, att) -> None:
     if left_behind(att):
         swap_out(app, link, att)
 
-
-def read_stats(att) -> tuple[int, int, int]:
-    """(matched, sampled, lost), summed over the CPUs."""
-    ncpu = libbpf.possible_cpus()
-    size = contract.TRACE_STATS.size
-    with libbpf.opened(att.pin(contract.PIN_TRACE_STATS)) as fd:
-        raw = libbpf.map_lookup(fd, ZERO, size * ncpu) or b""
-    totals = [0, 0, 0]
-    for cpu in range(len(raw) // size):
-        matched, sampled, lost, _skip = contract.TRACE_STATS.unpack_from(raw, cpu * size)
-        totals[0] += matched
-        totals[1] += sampled
-        totals[2] += lost
-    return totals[0], totals[1], totals[2]
