@@ -166,18 +166,15 @@ def _epoch_offset() -> int:
     return best[1]
 
 
-class _Stop(Exception):
-    def __init__(self, why: str):
-        self.why = why
-
-
 @contextlib.contextmanager
-def _stop_on_signals():
-    """SIGTERM and SIGHUP end the trace as Ctrl-C does: cleanly, with the report."""
+def _stop_on_signals(stopped: list[str]):
+    """Ctrl-C, SIGTERM and SIGHUP end the trace cleanly, with the report: the
+    handler only notes why (an exception raised inside a record's handling
+    would lose that record, which the ring has already given up)."""
     def stop(signum, _frame):
-        raise _Stop("terminated")
+        stopped.append("interrupted" if signum == signal.SIGINT else "terminated")
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -260,11 +257,14 @@ def _on_record(traced: list[Traced], writer: pcapng.Writer, count: int):
 def _capture(reader, traced: list[Traced], count: int, duration: float, on_started) -> str:
     """Read the rings until the trace ends; why it ended."""
     start = time.monotonic()
-    with _stop_on_signals():
+    stopped: list[str] = []
+    with _stop_on_signals(stopped):
         if on_started is not None:
             on_started()
         try:
             while True:
+                if stopped:
+                    return stopped[0]
                 if count and sum(t.captured for t in traced) >= count:
                     return "count"
                 wait = POLL_MS
@@ -274,10 +274,6 @@ def _capture(reader, traced: list[Traced], count: int, duration: float, on_start
                         return "duration"
                     wait = max(1, min(wait, int(left * 1000)))
                 reader.poll(wait)
-        except KeyboardInterrupt:
-            return "interrupted"
-        except _Stop as stop:
-            return stop.why
         except BrokenPipeError:
             return "output-closed"
 
