@@ -256,7 +256,8 @@ def test_sigkill_leaves_the_filter_as_it_was(klab, tmp_path):
         t.kill()  # SIGKILL: nothing of the trace runs its end
     assert attached_prog_id(klab) == traced_id and trace_pins(klab)
     cleaned = klab.xdpctl.json("clean")
-    assert any("trace" in item["what"] for item in cleaned.get("cleaned", cleaned.get("found", []))) or cleaned
+    assert [(item["action"], "a trace that was killed" in item["what"]) for item in cleaned["leftovers"]] == \
+        [("settle", True)]
     assert attached_prog_id(klab) == plain and not has_ringbuf(plain)
     assert trace_pins(klab) == []
     # The filter filters as before, with the rule added meanwhile.

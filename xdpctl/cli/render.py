@@ -393,13 +393,13 @@ def print_trace_report(report: dict) -> None:
            "terminated": "terminated", "output-closed": "the output was closed"}.get(report["ended"], report["ended"])
     err.print(f"{report['captured']:,} frame{'' if report['captured'] == 1 else 's'} captured, "
               f"{report['matched']:,} matched the selection, {report['lost']:,} lost (ring full) "
-              f"in {report['seconds']:.1f} s ({why})", highlight=False)
+              f"in {report['seconds']:.1f} s ({why})", highlight=False, soft_wrap=True)
     if len(report["interfaces"]) > 1:
         for i in report["interfaces"]:
             err.print(f"  {i['interface']}: {i['captured']:,} captured, {i['matched']:,} matched, "
-                      f"{i['lost']:,} lost", highlight=False)
+                      f"{i['lost']:,} lost", highlight=False, soft_wrap=True)
     if report["lost"]:
         err.print("[yellow]the capture is incomplete: frames were lost because the ring was full; "
-                  "--sample N or a narrower selection keeps up[/]", highlight=False)
+                  "--sample N or a narrower selection keeps up[/]", highlight=False, soft_wrap=True)
     elif report["captured"] < report["matched"] - report["lost"]:
-        err.print("(fewer captured than matched: --sample, or --count stopped it first)", highlight=False)
+        err.print("(fewer captured than matched: --sample, or --count stopped it first)", highlight=False, soft_wrap=True)

@@ -60,17 +60,20 @@ def command(app, ifaces, path, verdicts, rule, classes, sample, snaplen, count, 
         from ..errors import BadInput
 
         raise BadInput("-w - writes pcapng to stdout, which is a terminal; pipe it (| tshark -r -) or give a file")
-    out = sys.stdout.buffer if stream else open_stream(path)
+    opened = []
+
+    def open_output():
+        opened.append(sys.stdout.buffer if stream else open_stream(path))
+        return opened[0]
+
     try:
-        report = trace(app, list(ifaces), selection, out, path, count=count, duration=duration, stream=stream,
-                       on_started=lambda: note(f"tracing {', '.join(ifaces)} to {'stdout' if stream else path}"
-                                               f"; Ctrl-C stops"))
+        report = trace(app, list(ifaces), selection, open_output, path, count=count, duration=duration,
+                       stream=stream, on_started=lambda: note(f"tracing {', '.join(ifaces)} to "
+                                                              f"{'stdout' if stream else path}; Ctrl-C stops"))
     finally:
-        if not stream:
-            out.close()
-        else:
+        for out in opened:
             try:
-                out.flush()
+                out.flush() if stream else out.close()
             except BrokenPipeError:
                 pass
     if as_json:

@@ -23,7 +23,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from .. import __version__
 from ..datapath import contract
@@ -182,10 +182,12 @@ def _stop_on_signals(stopped: list[str]):
             signal.signal(s, h)
 
 
-def trace(app, ifnames: list[str], selection: Selection, out: BinaryIO, output_name: str, *,
+def trace(app, ifnames: list[str], selection: Selection, open_output: Callable[[], BinaryIO], output_name: str, *,
           count: int = 0, duration: float = 0.0, stream: bool = False, on_started=None) -> Report:
     """Trace ifnames until count frames are captured, duration seconds pass,
-    or a Ctrl-C (SIGINT, SIGTERM, SIGHUP); the report of what was captured."""
+    or a Ctrl-C (SIGINT, SIGTERM, SIGHUP); the report of what was captured.
+    open_output() is called once every interface carries its traced program
+    (so that a bad selection leaves an existing file alone)."""
     selection.check()
     if len(set(ifnames)) != len(ifnames):
         raise BadInput("an interface is named twice; name each once")
@@ -193,9 +195,8 @@ def trace(app, ifnames: list[str], selection: Selection, out: BinaryIO, output_n
     cap = trace_capacity(selection.snaplen)
     report = Report(selection=selection.describe(), output=output_name)
     traced: list[Traced] = []
-    writer = pcapng.Writer(out, f"xdpctl {__version__} trace", flush=stream)
     pid, pid_start = os.getpid(), lifecycle_trace.process_start(os.getpid())
-    reader = None
+    reader = writer = None
     start = time.monotonic()
     try:
         with app.state.lock():
@@ -213,13 +214,15 @@ def trace(app, ifnames: list[str], selection: Selection, out: BinaryIO, output_n
                 traced.append(t)
                 t.stats_fd = libbpf.obj_get(target.att.pin(contract.PIN_TRACE_STATS))
                 t.ring_fd = libbpf.obj_get(target.att.pin(contract.PIN_TRACE_RING))
-                writer.add_interface(name, selection.snaplen, f"xdpctl trace ({target.meta.mode_name} XDP)")
+        writer = pcapng.Writer(open_output(), f"xdpctl {__version__} trace", flush=stream)
+        for t in traced:
+            writer.add_interface(t.target.ifname, selection.snaplen, f"xdpctl trace ({t.target.meta.mode_name} XDP)")
         reader = libbpf.RingReader([t.ring_fd for t in traced], _on_record(traced, writer, count))
         start = time.monotonic()
-        report.ended = _capture(reader, traced, count, duration, on_started)
+        report.ended = _capture(reader, writer, traced, count, duration, on_started)
     finally:
         try:
-            _finish(app, traced, reader, report)
+            _finish(app, traced, reader, writer, report)
         finally:
             report.seconds = time.monotonic() - start
             if reader is not None:
@@ -254,7 +257,7 @@ def _on_record(traced: list[Traced], writer: pcapng.Writer, count: int):
     return on_record
 
 
-def _capture(reader, traced: list[Traced], count: int, duration: float, on_started) -> str:
+def _capture(reader, writer: pcapng.Writer, traced: list[Traced], count: int, duration: float, on_started) -> str:
     """Read the rings until the trace ends; why it ended."""
     start = time.monotonic()
     stopped: list[str] = []
@@ -273,12 +276,13 @@ def _capture(reader, traced: list[Traced], count: int, duration: float, on_start
                     if left <= 0:
                         return "duration"
                     wait = max(1, min(wait, int(left * 1000)))
-                reader.poll(wait)
+                if reader.poll(wait):
+                    writer.flush()  # a trace killed later leaves a file readable up to here
         except BrokenPipeError:
             return "output-closed"
 
 
-def _finish(app, traced: list[Traced], reader, report: Report) -> None:
+def _finish(app, traced: list[Traced], reader, writer, report: Report) -> None:
     """Swap every traced program out (Ctrl-C is held meanwhile), read what the
     rings still hold and the counts, and unpin the trace's maps."""
     if not traced:
@@ -288,9 +292,10 @@ def _finish(app, traced: list[Traced], reader, report: Report) -> None:
             link = app.netlink.link_by_index(t.target.link.ifindex)
             t.restored = lifecycle_trace.swap_out(app, link, t.target.att)
     time.sleep(SETTLE_S)
-    if reader is not None and report.ended != "output-closed":
+    if reader is not None and writer is not None and report.ended != "output-closed":
         with contextlib.suppress(OSError, BrokenPipeError, KeyboardInterrupt):
             reader.consume()  # what the traced programs wrote before they went
+            writer.flush()
     for t in traced:
         with contextlib.suppress(OSError):
             t.matched, t.sampled, t.lost = _stats(t.stats_fd)
