@@ -7,6 +7,7 @@ import os
 import pytest
 
 from xdpctl.datapath import contract
+from xdpctl.datapath.layout import MAX_GENERAL_ESTABLISHED_REDIRECT
 from xdpctl.rules.config_file import dump, load, parse
 from xdpctl.lifecycle.deploy import Current
 from xdpctl.errors import BadInput
@@ -189,3 +190,25 @@ def test_write_is_whole_or_nothing_and_a_missing_directory_is_one_line(tmp_path)
     with pytest.raises(BadInput, match=r"^cannot write .*/nodir/x.toml: No such file or directory; create its directory first$"):
         write(str(tmp_path / "nodir" / "x.toml"), "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["xdpctl.toml"]
+
+
+def test_established_beside_redirect_to_holds_fewer_general_rules():
+    """A program with both the flow table's lookup and redirect --to verifies
+    with at most MAX_GENERAL_ESTABLISHED_REDIRECT general rules (layout.py);
+    either alone keeps the full limit."""
+    cap = MAX_GENERAL_ESTABLISHED_REDIRECT
+    general = [f'  {{ action = "drop", proto = "udp", dport = {p} }},' for p in range(1, cap - 1)]
+    both = ['  { action = "pass", established = true },', '  { action = "redirect", to = "eth1", proto = "tcp" },']
+    at_cap = "\n".join(general + both)
+    assert len(parse(f"[interfaces.eth0]\nrules = [\n{at_cap}\n]\n").interfaces["eth0"].rules) == cap
+    over = "\n".join(general + ['  { action = "drop", proto = "udp", dport = 65000 },'] + both)
+    with pytest.raises(BadInput) as err:
+        parse(f"[interfaces.eth0]\nrules = [\n{over}\n]\n")
+    # The first rule past the cap is named: line 3 is the first rule.
+    assert str(err.value) == (f"xdpctl.toml:{cap + 3}: more than 8,192 rules for eth0 that match more than one "
+                              "prefix, the most xdpctl holds per interface when --established and redirect --to "
+                              "rules are on it together (plain src or dst rules do not count)")
+    for one in both:  # either alone: one general rule more is fine
+        text = "\n".join(general + ['  { action = "drop", proto = "udp", dport = 65000 },',
+                                     '  { action = "drop", proto = "udp", dport = 65001 },', one])
+        assert len(parse(f"[interfaces.eth0]\nrules = [\n{text}\n]\n").interfaces["eth0"].rules) == cap + 1

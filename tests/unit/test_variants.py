@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from xdpctl.datapath import contract, variants
-from xdpctl.datapath.layout import ACTION_SWITCHES, KIND_BIT, Layout, depth_for
+from xdpctl.datapath.layout import ACTION_SWITCHES, KIND_BIT, MAX_GENERAL_ESTABLISHED_REDIRECT, Layout, depth_for
 from xdpctl.datapath.program import bpf_dir, filter_program
 from xdpctl.rules import synthetic
 from xdpctl.rules.tables import build
@@ -90,9 +90,14 @@ def test_every_action_of_the_header_has_a_variant_alone_together_and_at_the_larg
         assert bit in compiled, f"no variant with the {name} action alone"
     every = sum(acts.values())
     assert every in compiled
-    largest = max((v for v in ALL if v.layout.actions == every), key=lambda v: v.layout.decisions)
-    assert largest.layout.kinds == sum(KIND_BIT.values()) and largest.layout.words * 64 >= contract.MAX_GENERAL
-    assert largest.option_bits == sum(variants.option_bits())
+    at_scale = [v for v in ALL if v.layout.actions == every and v.layout.decisions >= contract.MAX_RULES]
+    stateless = sum(KIND_BIT.values()) & ~KIND_BIT["ESTABLISHED"]
+    # Every stateless kind at the general rules' limit; with --established
+    # too at the limit a program holding it and redirect --to has.
+    assert {(v.layout.kinds, min(v.layout.words * 64, contract.MAX_GENERAL)) for v in at_scale} == {
+        (stateless, contract.MAX_GENERAL),
+        (sum(KIND_BIT.values()), MAX_GENERAL_ESTABLISHED_REDIRECT)}
+    assert all(v.option_bits == sum(variants.option_bits()) for v in at_scale)
     for v in ALL:  # each action's switch is in the flags of exactly the variants that have it
         flags = filter_program(v.options, "/sys/fs/bpf/xdpctl-variants", v.layout).cflags()
         for bit, switch, _ in ACTION_SWITCHES:

@@ -30,6 +30,15 @@ ACTION_SWITCHES = (
     (contract.ACTS_TX, "XDPCTL_TX", "tx"),
 )
 
+# The general search's verifier walk grows with what the program holds
+# beside it. With the flow table's lookup (--established) and the flow hash of
+# redirect --to in one program, the largest search (contract.MAX_GENERAL
+# general rules, four summary words) passes the verifier's million
+# instructions on 6.18; two summary words verify (774,295 instructions). So
+# such a program holds at most this many general rules (rules/model.py's
+# general_limit; tests/kernel/test_variants.py walks it on every kernel).
+MAX_GENERAL_ESTABLISHED_REDIRECT = 8192
+
 # Field-indexed arrays (kind, member, entries), in struct order.
 VALUE_ARRAYS = (
     ("PROTO", "proto", 256),

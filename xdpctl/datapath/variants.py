@@ -17,7 +17,10 @@ adds variants by itself:
 - the largest block list: contract.MAX_RULES plain prefixes of both kinds;
 - each action beyond pass and drop (contract.ACTS) alone, with the smallest
   rule engine (one protocol match), all of them together, and all of them
-  with every kind and option at the largest sizes;
+  with every option and every kind at the largest sizes: every stateless
+  kind at contract.MAX_GENERAL, and with --established too at the fewer
+  general rules a program with both it and redirect --to holds
+  (layout.MAX_GENERAL_ESTABLISHED_REDIRECT);
 - the capture path of `xdpctl trace` (trace_cap: the record's bytes, the
   largest), compiled in without rules and every option, and with every kind,
   option and action at 1,000 rules.
@@ -33,7 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from . import contract
-from .layout import ACTION_SWITCHES, KIND_BIT, KIND_NAMES, TRIE_BIT, TRIE_NAMES, Layout, Needs, depth_for, tier
+from .layout import (ACTION_SWITCHES, KIND_BIT, KIND_NAMES, MAX_GENERAL_ESTABLISHED_REDIRECT, TRIE_BIT, TRIE_NAMES,
+                     Layout, Needs, depth_for, tier)
 from .program import FilterOptions, describe_variant
 
 TABLE_BUDGET = 40 << 20  # bytes of one generation's tables in the largest variants
@@ -154,7 +158,15 @@ def variants() -> list[Variant]:
     for bit, _, name in ACTION_SWITCHES:
         add(f"action-{name}", replace(small, actions=bit))
     add("actions-all", replace(small, actions=every_action))
-    add("all-kinds-all-actions-largest", replace(_within_budget(largest), actions=every_action), every_option)
+    but_established = every_kind & ~KIND_BIT["ESTABLISHED"]
+    largest_stateless = _layout(but_established, _all_tries(), contract.MAX_GENERAL, contract.MAX_RULES,
+                                _full_depths())
+    add("all-kinds-all-actions-largest", replace(_within_budget(largest_stateless), actions=every_action),
+        every_option)
+    # --established beside redirect --to holds fewer general rules (layout.py).
+    capped = _layout(every_kind, _all_tries(), MAX_GENERAL_ESTABLISHED_REDIRECT, contract.MAX_RULES,
+                     _full_depths())
+    add("established-all-actions-largest", replace(_within_budget(capped), actions=every_action), every_option)
 
     cap = contract.TRACE_CAP_MAX
     out.append(Variant("traced-options-all", FilterOptions.from_bits(every_option), Layout(), every_option, cap))

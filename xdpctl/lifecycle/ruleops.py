@@ -18,7 +18,7 @@ from ..errors import BadInput, NotManaged, XdpctlError
 from ..datapath.layout import Layout
 from ..rules import actions
 from ..rules.actions import NO_STEER, Steer
-from ..rules.model import Match, Rule, sort_rules
+from ..rules.model import Match, Rule, general_limit, sort_rules
 from . import steering
 from .target import Target, resolve
 
@@ -47,10 +47,11 @@ def check_limits(ifname: str, rules: list[Rule]) -> None:
         raise RuleLimit(f"{ifname} would have {len(rules):,} rules; xdpctl holds at most "
                         f"{contract.MAX_RULES:,} per interface. Nothing was changed")
     general = sum(1 for r in rules if not r.match.plain)
-    if general > contract.MAX_GENERAL:
+    most, why = general_limit(rules)
+    if general > most:
         raise RuleLimit(
             f"{ifname} would have {general:,} rules that match more than one prefix; xdpctl holds at most "
-            f"{contract.MAX_GENERAL:,} such rules per interface (plain --src/--dst rules do not count). "
+            f"{most:,} such rules per interface{why} (plain --src/--dst rules do not count). "
             "Nothing was changed")
     actions.check_devmap(rules, ifname)
     actions.check_queues(rules)

@@ -30,7 +30,7 @@ from .. import safe_files, validate
 from ..errors import BadInput
 from . import actions, file_shape
 from .actions import NO_STEER, STEER_KEYS, Steer
-from .model import MATCH_KEYS, Match, Rule, file_label, parse_match, parse_priority
+from .model import MATCH_KEYS, Match, Rule, file_label, general_limit, parse_match, parse_priority
 
 INTERFACE_KEYS = {"mode", "policy", "drop_non_ip", "rules"}
 # A file of the most rules xdpctl holds, in the longest form, is ~30 MB; a
@@ -232,10 +232,11 @@ def parse(text: str, path: str = "xdpctl.toml") -> ConfigFile:
             iface.rules.append(spec)
         _check_steering(iface, fail)
         general = [spec.line for spec in iface.rules if not spec.match.plain]
-        if len(general) > contract.MAX_GENERAL:
-            fail(general[contract.MAX_GENERAL],
-                 f"more than {contract.MAX_GENERAL:,} rules for {name} that match more than one prefix, "
-                 "the most xdpctl holds per interface (plain src or dst rules do not count)")
+        most, why = general_limit(iface.rules)
+        if len(general) > most:
+            fail(general[most],
+                 f"more than {most:,} rules for {name} that match more than one prefix, "
+                 f"the most xdpctl holds per interface{why} (plain src or dst rules do not count)")
         out[name] = iface
     return ConfigFile(path, out)
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ..datapath import contract
+from ..datapath.layout import MAX_GENERAL_ESTABLISHED_REDIRECT
 from ..errors import BadInput
 from . import actions
 from .actions import NO_STEER, Steer, Target
@@ -493,6 +494,16 @@ def unpack_targets(raw: bytes, count: int | None = None) -> tuple[Target, ...]:
     count = min(count, contract.MAX_TARGETS)
     return tuple(Target(name.split(b"\0", 1)[0].decode(errors="surrogateescape") or f"if{index}", index)
                  for index, name in zip(values[:count], names[:count]))
+
+
+def general_limit(rules) -> tuple[int, str]:
+    """The most general rules (those not plain) one interface's program can
+    hold with these rules (each has .action and .match), and why, when less
+    than contract.MAX_GENERAL."""
+    if (any(r.match.established for r in rules)
+            and any(r.action == contract.ACTION_REDIRECT for r in rules)):
+        return MAX_GENERAL_ESTABLISHED_REDIRECT, " when --established and redirect --to rules are on it together"
+    return contract.MAX_GENERAL, ""
 
 
 def sort_rules(rules) -> list[Rule]:
