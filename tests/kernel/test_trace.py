@@ -75,15 +75,18 @@ class Trace:
             self.proc.wait(timeout=30)
 
 
-def tshark_rows(path: str) -> list[tuple[int, int, str]]:
-    """(frame length, captured length, comment) of each packet, by tshark."""
-    out = subprocess.run(["tshark", "-r", path, "-T", "fields", "-E", "separator=|", "-e", "frame.len",
-                          "-e", "frame.cap_len", "-e", "frame.comment"],
+def tshark_rows(path: str, times: list | None = None) -> list[tuple[int, int, str]]:
+    """(frame length, captured length, comment) of each packet, by tshark;
+    times, if given, gets each packet's timestamp (seconds since the epoch)."""
+    out = subprocess.run(["tshark", "-r", path, "-T", "fields", "-E", "separator=|", "-e", "frame.time_epoch",
+                          "-e", "frame.len", "-e", "frame.cap_len", "-e", "frame.comment"],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     rows = []
     for line in out.splitlines():
-        length, caplen, note = line.split("|", 2)
+        epoch, length, caplen, note = line.split("|", 3)
         rows.append((int(length), int(caplen), note))
+        if times is not None:
+            times.append(float(epoch))
     return rows
 
 
@@ -134,14 +137,21 @@ def traced(klab, frames: list[bytes], *args: str, tmp_path) -> tuple[list, dict]
     try:
         t.started()
         before = attached_prog_id(klab)
+        sent_from = time.time()
         klab.send(frames)
+        sent_until = time.time()
         klab.wait_for_total(0, timeout=0.3)  # frames are decided in softirq, a moment after the send
         code, out, err = t.end()
     finally:
         t.kill()
     assert code == 0, err
     assert attached_prog_id(klab) != before  # the plain program is back
-    return tshark_rows(path), json.loads(out)
+    times: list[float] = []
+    rows = tshark_rows(path, times)
+    # The kernel's timestamps, on the epoch: within the send (and the clocks' read, 10 ms)
+    assert all(sent_from - 0.01 <= t <= sent_until + 0.01 for t in times), (sent_from, times, sent_until)
+    assert times == sorted(times)
+    return rows, json.loads(out)
 
 
 @pytest.mark.matrix
