@@ -28,7 +28,7 @@ from typing import BinaryIO, Callable
 from .. import __version__
 from ..datapath import contract
 from ..datapath.program import trace_capacity
-from ..errors import BadInput, NotManaged
+from ..errors import BadInput, NotManaged, XdpctlError
 from ..kernel import libbpf, privileges
 from ..lifecycle import trace as lifecycle_trace
 from ..lifecycle.deploy import Current
@@ -205,6 +205,9 @@ def trace(app, ifnames: list[str], selection: Selection, open_output: Callable[[
                 if not target.ours:
                     raise NotManaged(name)
                 lifecycle_trace.refuse_if_running(target.att, name, "trace it")
+                if target.meta.mode_name == "offload":
+                    raise XdpctlError(f"{name}'s program runs offloaded on the NIC, which has no BPF ring "
+                                      "buffer: xdpctl traces native and generic programs only")
                 slots = _slots(target)
                 deciders, slot = _rule_filter(selection, target, slots)
                 config = contract.TRACE_CONFIG.pack(selection.verdict_mask(), selection.class_mask(), deciders, slot,
