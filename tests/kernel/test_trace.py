@@ -252,6 +252,8 @@ def test_sigkill_leaves_the_filter_as_it_was(klab, tmp_path):
         t.started()
         traced_id = attached_prog_id(klab)
         assert traced_id != plain and has_ringbuf(traced_id)
+        (entry,) = [e for e in klab.xdpctl.json("status")["interfaces"] if e["ifname"] == klab.iface]
+        assert entry["managed"] and entry["trace"] == {"pid": t.proc.pid, "prog_id": traced_id}
         # Meanwhile: a second trace is refused in one line; so are a change that
         # needs a new program, and detach; a rule that fits the tables is added.
         second = klab.xdpctl("trace", klab.iface, "-w", str(tmp_path / "2.pcapng"), check=False)

@@ -61,6 +61,8 @@ def status_table(data: dict) -> Table:
             if e.get("egress"):
                 eg = e["egress"]
                 managed += f"\negress prog {eg['prog_id']}" + ("" if eg["attached"] else " missing")
+            if e.get("trace"):
+                managed += f"\ntraced (xdpctl trace, pid {e['trace']['pid']})"
         else:
             managed = "no"
         if e.get("in_flight"):
