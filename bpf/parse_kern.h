@@ -62,6 +62,12 @@ struct xdpctl_pkt {
 	 * programs with --established: the others' bytecode stays as it was. */
 	__u8 established;
 #endif /* XDPCTL_USE_ESTABLISHED */
+#ifdef XDPCTL_TRACE
+	/* Who decided the frame, for xdpctl trace (trace_kern.h). Only in the
+	 * traced program: the others' bytecode stays as it was. */
+	__u32 trace_slot;    /* the winning rule's hit slot */
+	__u8 trace_by;       /* XDPCTL_TRACE_BY_* */
+#endif /* XDPCTL_TRACE */
 };
 
 /*

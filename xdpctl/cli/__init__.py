@@ -56,6 +56,7 @@ COMMANDS = {
     "apply": "apply",
     "export": "export",
     "flows": "flows",
+    "trace": "trace",
     "exporter": "exporter",
     "service": "service",
     "clean": "clean",

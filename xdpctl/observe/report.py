@@ -36,7 +36,19 @@ def _entry(target: Target) -> dict:
         entry["options"] = options.describe()
         entry["policy"] = options.policy
         entry["attached_at"] = _when(meta.attached_at)
+        entry["trace"] = _trace(target)
     return entry
+
+
+def _trace(target: Target) -> dict | None:
+    """The trace running on target ({"pid", "prog_id"}: prog_id is the
+    traced program, attached in place of the recorded one), or None."""
+    from ..lifecycle import trace
+
+    who = trace.owner(target.att)
+    if who is None or not trace.alive(who):
+        return None
+    return {"pid": who.pid, "prog_id": who.prog_id}
 
 
 def steering_warnings(app, target: Target) -> list[dict]:
