@@ -315,3 +315,39 @@ def test_bad_selections_change_nothing(klab, tmp_path):
         p = klab.xdpctl("trace", klab.iface, "-w", str(tmp_path / "b.pcapng"), *args, check=False)
         assert p.returncode == 2 and words in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert attached_prog_id(klab) == plain and trace_pins(klab) == []
+
+
+def test_the_exporter_keeps_a_traced_interface(klab, tmp_path):
+    """In the exporter's own namespace a scrape checks the attached program
+    against meta; while a trace runs that is the traced program (meta keeps
+    the plain one), and the interface must stay in the metrics."""
+    from xdpctl.kernel import netlink
+    from xdpctl.lifecycle.state import Attachment, STATE_ROOT
+    from xdpctl.observe import scrape
+    from conftest import netns_ino
+    from pathlib import Path
+
+    rules_lab(klab)
+    plain = attached_prog_id(klab)
+    with netlink.Netlink(namespace=klab.lab.host_netns) as nl:
+        ifindex = nl.link(klab.iface).ifindex
+    att = Attachment(Path(STATE_ROOT), netns_ino(klab.lab.host_netns), ifindex)
+
+    def reading(prog_id: int):
+        live = {ifindex: scrape.Live(klab.iface, prog_id, "native")}  # as netlink says in its namespace
+        return scrape.read_attachment(att, "lab", live, rules=True)
+
+    assert reading(plain).prog_id == plain
+    t = Trace(klab, "-w", str(tmp_path / "e.pcapng"))
+    try:
+        t.started()
+        traced = attached_prog_id(klab)
+        assert traced != plain
+        got = reading(traced)
+        assert got is not None and got.prog_id == traced and [r.rule_id for r in got.rules] == [1, 2]
+        assert reading(traced + 100000) is None  # a program xdpctl does not know still drops out
+        code, _out, err = t.end(signal.SIGINT)
+    finally:
+        t.kill()
+    assert code == 0, err
+    assert reading(traced) is None and reading(plain).prog_id == plain  # the trace over
