@@ -254,6 +254,9 @@ runner = CliRunner()
     (["rule", "add", "eth0", "pass", "--established", "--ethertype", "arp"], "is not IP"),
     (["rule", "add", "eth0", "pass", "--established", "--proto", "esp"], "never part of a tracked flow"),
     (["bench", "--established", "--egress"], "each measure on their own"),
+    (["bench", "--established", "lo"], "each measure on their own"),
+    (["bench", "--actions", "--egress"], "measures rules of its own"),
+    (["bench", "--actions", "--rules", "10"], "measures rules of its own"),
 ])
 def test_bad_options_are_one_line(args, fragment):
     result = runner.invoke(cli, args)
