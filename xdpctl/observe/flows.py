@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from ..datapath import contract
 from ..datapath.flow_table import Flow, count_live
 from ..datapath.layout import Layout
-from ..errors import NotManaged
 from ..kernel import libbpf, privileges
 from ..lifecycle import egress
 from ..lifecycle.deploy import Current
-from ..lifecycle.target import Target, forget_gone, prog_name, recorded, resolve
+from ..lifecycle.target import Target, prog_name
+from .report import managed_targets
 
 
 def now_ns() -> int:
@@ -118,15 +118,8 @@ def flows(app, ifnames: tuple[str, ...] = ()) -> dict:
     """The tables of the given managed interfaces, or of every managed
     interface that has one."""
     privileges.require_bpf("reading xdpctl's flow tables")
-    if ifnames:
-        targets = []
-        for name in ifnames:
-            target = resolve(app, name)
-            if not target.ours:
-                raise NotManaged(name)
-            targets.append(target)
-    else:
-        forget_gone(app)
-        targets = [t for t in recorded(app) if t.ours and egress.has_table(t.att.path)]
+    targets = managed_targets(app, ifnames)
+    if not ifnames:  # every managed interface that has a table
+        targets = [t for t in targets if egress.has_table(t.att.path)]
     now = now_ns()
     return {"interfaces": [entry(app, t, now) for t in targets]}

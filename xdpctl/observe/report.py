@@ -106,7 +106,8 @@ def status(app) -> dict:
     return result
 
 
-def _managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
+def managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
+    """The given interfaces (each must be xdpctl's), or every managed one."""
     if ifnames:
         targets = []
         for name in ifnames:
@@ -125,7 +126,7 @@ def stats(app, ifnames: tuple[str, ...] = (), reset: bool = False) -> dict:
     program counts meanwhile is lost: see datapath/counters.py)."""
     privileges.require_bpf("reading xdpctl's counters")
     out = []
-    for target in _managed_targets(app, ifnames):
+    for target in managed_targets(app, ifnames):
         if not reset:
             out.append(_stats_entry(target, False))
             continue
