@@ -67,6 +67,12 @@ struct xdpctl_pkt {
 	 * Only in programs with a limited rule. */
 	__u32 bytes;
 #endif /* XDPCTL_LIMITS */
+#ifdef XDPCTL_TRACE
+	/* Who decided the frame, for xdpctl trace (trace_kern.h). Only in the
+	 * traced program: the others' bytecode stays as it was. */
+	__u32 trace_slot;    /* the winning rule's hit slot */
+	__u8 trace_by;       /* XDPCTL_TRACE_BY_* */
+#endif /* XDPCTL_TRACE */
 };
 
 /*

@@ -17,6 +17,8 @@
  *   XDPCTL_USE_ESTABLISHED           (of the layout) the flow table's lookup (flow_kern.h)
  *   XDPCTL_LIMITS                    (of the layout) rate limits: the buckets (limit_kern.h)
  *   XDPCTL_BANS                      (of the layout) the ban list, before any rule (ban_kern.h)
+ *   XDPCTL_TRACE, XDPCTL_TRACE_CAP   xdpctl trace's capture path, only while a
+ *                                    trace runs (trace_kern.h)
  *
  * BCC rewrites map calls only in this file, so every map and every function
  * that touches one lives here; map-free logic lives in the *_kern.h headers.
@@ -39,6 +41,7 @@
 #ifdef XDPCTL_BANS
 #include "ban_kern.h"
 #endif /* XDPCTL_BANS */
+#include "trace_kern.h"
 
 #ifdef XDPCTL_PIN_DIR
 #define XDPCTL_MAP(type, key, val, name, max, pin) \
@@ -71,6 +74,68 @@ static __always_inline void xdpctl_count(__u32 class, __u32 verdict, __u64 bytes
 	c->packets++;
 	c->bytes += bytes;
 }
+
+#ifdef XDPCTL_TRACE
+/*
+ * xdpctl trace: its maps, made and pinned by xdpctl before the compile (BCC
+ * opens the pins), and the capture of a counted frame. The ring is declared
+ * as BCC's BPF_RINGBUF_OUTPUT declares one, at its pin.
+ */
+struct xdpctl_tring_table_t {
+	int key;
+	u32 leaf;
+	void *(*ringbuf_reserve)(u64);        /* map.ringbuf_reserve(size) */
+	void (*ringbuf_submit)(void *, u64);  /* map.ringbuf_submit(data, flags) */
+	u32 max_entries;
+};
+__attribute__((section("maps/ringbuf:" XDPCTL_PIN_DIR "/" XDPCTL_PIN_TRACE_RING)))
+struct xdpctl_tring_table_t xdpctl_tring = { .max_entries = XDPCTL_TRACE_RING_BYTES };
+BPF_TABLE_PINNED("array", __u32, struct xdpctl_trace_config, xdpctl_tcfg, 1,
+		 XDPCTL_PIN_DIR "/" XDPCTL_PIN_TRACE_CONFIG);
+BPF_TABLE_PINNED("percpu_array", __u32, struct xdpctl_trace_stats, xdpctl_tstats, 1,
+		 XDPCTL_PIN_DIR "/" XDPCTL_PIN_TRACE_STATS);
+
+/* Copy a frame the selection takes (one in cfg->sample per CPU) to the ring,
+ * with the verdict it was counted under and who decided it. */
+static __always_inline void xdpctl_trace(struct xdp_md *ctx, const struct xdpctl_pkt *pkt, __u32 verdict,
+					 __u64 bytes)
+{
+	struct xdpctl_trace_config *cfg;
+	struct xdpctl_trace_stats *st;
+	struct xdpctl_trace_frame *f;
+	__u32 zero = 0, len;
+
+	cfg = xdpctl_tcfg.lookup(&zero);
+	st = xdpctl_tstats.lookup(&zero);
+	if (!cfg || !st || !xdpctl_trace_selects(cfg, pkt, verdict) || !xdpctl_trace_sampled(cfg, st))
+		return;
+	f = xdpctl_tring.ringbuf_reserve(sizeof(*f));
+	if (!f) {
+		st->lost++;  /* the ring is full: user space reads too slowly */
+		return;
+	}
+	len = xdpctl_trace_caplen(cfg, bytes);
+	if (len) {
+		/* 1..capacity as the verifier sees it (the helper refuses 0 bytes):
+		 * the same number for every len from 1 to the capacity. */
+		len = ((len - 1) & (XDPCTL_TRACE_CAP - 1)) + 1;
+		if (bpf_xdp_load_bytes(ctx, 0, f->data, len))
+			len = 0;
+	}
+	f->rec.ktime_ns = bpf_ktime_get_ns();
+	f->rec.len = bytes;
+	f->rec.caplen = len;
+	f->rec.ifindex = ctx->ingress_ifindex;
+	f->rec.slot = pkt->trace_slot;
+	f->rec.verdict = verdict;
+	f->rec.class = pkt->class;
+	f->rec.by = pkt->trace_by;
+	f->rec._pad0 = 0;
+	f->rec._pad1 = 0;
+	xdpctl_tring.ringbuf_submit(f, 0);
+}
+#define XDPCTL_TRACE_FRAME(ctx, pkt, verdict, bytes) xdpctl_trace(ctx, pkt, verdict, bytes)
+#endif /* XDPCTL_TRACE */
 
 #ifdef XDPCTL_RULES
 /* The active generation, and the rules of both (user space only reads them). */
@@ -345,6 +410,7 @@ static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *
 		return 0;
 	win = &t->decision[d & (XDPCTL_DECISIONS - 1)];
 	slot = win->slot;
+	XDPCTL_TRACE_NOTE_RULE(pkt, slot);
 	hits = xdpctl_hits.lookup(&slot);
 	if (hits) {
 		/* Per-CPU slot: no atomics needed. */
@@ -436,6 +502,7 @@ static __always_inline int xdpctl_act(struct xdp_md *ctx, const struct xdpctl_pk
 	/* pass and drop as the program without the actions does them. */
 	if (action <= XDPCTL_ACTION_DROP) {
 		xdpctl_count(pkt->class, action, bytes);
+		XDPCTL_TRACE_FRAME(ctx, pkt, action, bytes);
 		return XDP_PASS - action;
 	}
 #ifdef XDPCTL_REDIRECT_DEV
@@ -451,6 +518,7 @@ static __always_inline int xdpctl_act(struct xdp_md *ctx, const struct xdpctl_pk
 		xdp = xdpctl_macswap(data, data_end);
 #endif /* XDPCTL_TX */
 	xdpctl_count(pkt->class, xdpctl_verdict_of(xdp), bytes);
+	XDPCTL_TRACE_FRAME(ctx, pkt, xdpctl_verdict_of(xdp), bytes);
 	return xdp;
 }
 #endif /* XDPCTL_ACTIONS */
@@ -467,12 +535,14 @@ int xdpctl_filter(struct xdp_md *ctx)
 	xdpctl_parse(&pkt, data, data_end);
 	/* --drop-non-ip comes first; the rules see only what it lets through. */
 	verdict = xdpctl_drop_non_ip(&pkt);
+	XDPCTL_TRACE_NOTE_NON_IP(&pkt, verdict);
 	if (!verdict)
 		verdict = xdpctl_rules_verdict(ctx, &pkt, bytes, &st);
 #ifdef XDPCTL_ACTIONS
 	return xdpctl_act(ctx, &pkt, verdict, &st, bytes);
 #else
 	xdpctl_count(pkt.class, verdict, bytes);
+	XDPCTL_TRACE_FRAME(ctx, &pkt, verdict, bytes);
 	return XDP_PASS - verdict;
 #endif /* XDPCTL_ACTIONS */
 }

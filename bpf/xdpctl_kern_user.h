@@ -529,5 +529,60 @@ struct xdpctl_ban {
 };
 
 #define XDPCTL_PIN_BANS           "bans"
+/*
+ * xdpctl trace (trace_kern.h): compiled in only while a trace runs (-D
+ * XDPCTL_TRACE, with XDPCTL_TRACE_CAP the bytes a record holds). The trace
+ * maps are made and pinned by xdpctl before the compile and removed when
+ * the trace ends: trace_cfg (the selection, and who runs the trace),
+ * trace_stats (per CPU), trace_ring (a BPF ring buffer of records), and
+ * trace_prog (the traced program, while it is attached).
+ */
+#define XDPCTL_TRACE_BY_POLICY    0           /* no rule decided: the policy did */
+#define XDPCTL_TRACE_BY_RULE      1           /* the rule in the record's slot */
+#define XDPCTL_TRACE_BY_NON_IP    2           /* --drop-non-ip */
+#define XDPCTL_TRACE_ANY_SLOT     0xFFFFFFFF  /* trace_cfg.slot: any rule, or none */
+#define XDPCTL_TRACE_CAP_MAX      4096        /* an XDP frame without fragments fits a page */
+#define XDPCTL_TRACE_RING_BYTES   8388608     /* the ring buffer's size (a power of 2 of pages) */
+
+/* trace_cfg, key 0: written by user space before the traced program goes in. */
+struct xdpctl_trace_config {
+	__u32 verdicts;      /* a bit per XDPCTL_VERDICT_* to select */
+	__u32 classes;       /* a bit per XDPCTL_CLASS_* */
+	__u32 deciders;      /* a bit per XDPCTL_TRACE_BY_* */
+	__u32 slot;          /* the deciding rule's hit slot, or XDPCTL_TRACE_ANY_SLOT */
+	__u32 sample;        /* keep one selected frame in sample, per CPU (>= 1) */
+	__u32 snaplen;       /* bytes copied at most (<= XDPCTL_TRACE_CAP) */
+	/* User space only: the trace's owner, for recovery. */
+	__u32 pid;
+	__u32 prog_id;       /* the traced program */
+	__u64 pid_start;     /* the owner's start time (/proc/<pid>/stat, field 22) */
+};
+
+/* trace_stats, key 0, per CPU. */
+struct xdpctl_trace_stats {
+	__u64 matched;       /* frames the selection matched */
+	__u64 sampled;       /* of those, the ones offered to the ring */
+	__u64 lost;          /* of those, the ones the full ring refused */
+	__u64 skip;          /* frames to skip before the next sample */
+};
+
+/* A ring record: this header, then caplen bytes of the frame. */
+struct xdpctl_trace_record {
+	__u64 ktime_ns;      /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u32 len;           /* the frame's length */
+	__u32 caplen;        /* bytes that follow */
+	__u32 ifindex;
+	__u32 slot;          /* the deciding rule's hit slot, when by is RULE */
+	__u8 verdict;        /* XDPCTL_VERDICT_* */
+	__u8 class;          /* XDPCTL_CLASS_* */
+	__u8 by;             /* XDPCTL_TRACE_BY_* */
+	__u8 _pad0;
+	__u32 _pad1;
+};
+
+#define XDPCTL_PIN_TRACE_CONFIG   "trace_cfg"
+#define XDPCTL_PIN_TRACE_STATS    "trace_stats"
+#define XDPCTL_PIN_TRACE_RING     "trace_ring"
+#define XDPCTL_PIN_TRACE_PROG     "trace_prog"
 
 #endif /* XDPCTL_KERN_USER_H */

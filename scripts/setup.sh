@@ -93,7 +93,9 @@ install_system() {
     local want=(python3-bpfcc python3-venv iproute2 util-linux ca-certificates)
     # prometheus: the exporter's kernel test has a real Prometheus server scrape it,
     # which the test starts on loopback itself.
-    local optional=(bpftool xdp-tools prometheus)
+    # tshark: the trace's kernel tests read its pcapng back with it (its setuid
+    # dumpcap is not wanted: preseeded off before the install).
+    local optional=(bpftool xdp-tools prometheus tshark)
     local headers
     headers=$(headers_package)
     [ -n "$headers" ] && want+=("$headers")
@@ -108,6 +110,10 @@ install_system() {
     if [ "${#missing[@]}" -gt 0 ]; then
         say "installing ${missing[*]}"
         apt_update_once
+        case " ${missing[*]} " in
+            *" tshark "*) echo "wireshark-common wireshark-common/install-setuid boolean false" |
+                as_root debconf-set-selections ;;
+        esac
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
         case " ${missing[*]} " in
             *" prometheus "*) quiet_prometheus ;;

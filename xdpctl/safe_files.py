@@ -281,3 +281,31 @@ class Tree:
             except OSError:
                 pass
         self.created = []
+
+
+def open_stream(path: str, mode: int = 0o600) -> BinaryIO:
+    """A file to write as it goes (a capture that grows until Ctrl-C, and
+    that a killed xdpctl leaves readable up to its last record): opened
+    once, never through a link (O_NOFOLLOW), never blocking (O_NONBLOCK);
+    the descriptor must be a regular file (not a FIFO or a device), owned by
+    this user or root, and is emptied only then."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                     mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(f"cannot write {path}: it is a symbolic link, which xdpctl never writes "
+                             "through; name the file itself") from None
+        raise _write_error(path, exc) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePath(f"cannot write {path}: it is not a regular file; name a file")
+        if st.st_uid not in (0, os.geteuid()):
+            raise UnsafePath(f"cannot write {path}: it belongs to uid {st.st_uid}; remove it or name another file")
+        os.ftruncate(fd, 0)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "wb")

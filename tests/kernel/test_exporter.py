@@ -34,6 +34,7 @@ import pytest
 from conftest import Xdpctl, netns_ino
 from xdpctl.datapath import contract
 from xdpctl.kernel import netlink
+from xdpctl.kernel.netlink import socket_in
 from xdpctl.lifecycle.state import STATE_ROOT, State
 from xdpctl.traffic import frames
 from xdpctl.traffic import lab as labs
@@ -178,9 +179,11 @@ def by(result: list[dict], *labels: str) -> dict:
     return {tuple(r["metric"][label] for label in labels): int(float(r["value"][1])) for r in result}
 
 
-def dashboard_queries() -> list[str]:
+def dashboard_queries(flows: bool = False) -> list[str]:
+    """The dashboard's queries: those of the flow table's panel (which finds
+    only interfaces with an --established rule) with flows, the others without."""
     d = json.loads(DASHBOARD.read_text())
-    return [t["expr"] for p in d["panels"] for t in p["targets"]]
+    return [t["expr"] for p in d["panels"] for t in p["targets"] if ("xdpctl_flow" in t["expr"]) == flows]
 
 
 def as_queried(expr: str, iface: str, netns: str) -> str:
@@ -254,6 +257,37 @@ def test_prometheus_stores_exactly_what_stats_and_rule_list_say_and_series_follo
                     stale.parent.rmdir()
                 with contextlib.suppress(OSError):
                     os.rmdir(STATE_ROOT)
+
+
+@needs_prometheus
+def test_the_flow_table_gauges_are_what_flows_says(klab):
+    """xdpctl_flows (live), _entries and _size equal `flows --json`, with two
+    UDP flows the host opened to the peer; a lab without a table has none."""
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "pass", "--established")
+    lab = klab.lab
+    for port in (5401, 5402):  # the egress program records each as it leaves; no server needed
+        with socket_in(lab.host_netns, socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"q", (lab.peer4, port))
+    (entry,) = klab.xdpctl.json("flows", klab.iface)["interfaces"]
+    assert entry["table"]["live"] == 2 and {f["remote_port"] for f in entry["flows"]} == {5401, 5402}
+    sel = selector(klab.iface, lab.host_netns)
+    with exporter() as exp, prometheus(exp.port) as prom:
+        prom.wait(f"xdpctl_flows{sel}", lambda r: len(r) == 1)
+        got = {name: int(float(prom.query(f"{name}{sel}")[0]["value"][1]))
+               for name in ("xdpctl_flows", "xdpctl_flow_table_entries", "xdpctl_flow_table_size")}
+        assert got == {"xdpctl_flows": 2, "xdpctl_flow_table_entries": entry["table"]["entries"],
+                       "xdpctl_flow_table_size": entry["table"]["size"]}
+        assert entry["table"]["size"] == 262144
+        for expr in dashboard_queries(flows=True):
+            (series,) = prom.wait(as_queried(expr, klab.iface, lab.host_netns), lambda r: r != [])
+            assert series["metric"]["interface"] == klab.iface
+        # The last --established rule gone, the table goes with its series.
+        (rule,) = klab.xdpctl.json("rule", "list", klab.iface)["rules"]
+        klab.xdpctl("rule", "del", klab.iface, str(rule["id"]))
+        prom.wait(f"xdpctl_flows{sel}", lambda r: r == [])
+        assert prom.query(f"xdpctl_program_info{sel}") != []
+        assert exp.proc.poll() is None
 
 
 def state_of(klab) -> dict:

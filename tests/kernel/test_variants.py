@@ -33,7 +33,7 @@ from xdpctl.datapath.variants import variants
 from xdpctl.kernel import libbpf
 from xdpctl.kernel.compiler import compile_and_load
 from xdpctl.kernel.kernel_version import running_release
-from xdpctl.lifecycle import steering
+from xdpctl.lifecycle import steering, trace
 from xdpctl.lifecycle.state import scratch_dir
 from xdpctl.rules import engine
 
@@ -55,8 +55,10 @@ def test_the_variant_loads_and_runs(variant, capsys):
         if variant.layout.engine:
             engine.create_tables(directory, variant.layout)
             steering.prepare(directory, variant.layout)  # the devmap and cpumap, as attach makes them
+        if variant.trace_cap:  # the trace maps, as `xdpctl trace` makes them (selecting nothing)
+            trace.prepare_maps(directory, bytes(contract.TRACE_CONFIG.size))
         start = time.perf_counter()
-        loaded = compile_and_load(filter_program(variant.options, directory, variant.layout))
+        loaded = compile_and_load(filter_program(variant.options, directory, variant.layout, variant.trace_cap))
         took = time.perf_counter() - start
         try:
             info = libbpf.prog_info(loaded.prog_fd)

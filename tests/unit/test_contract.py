@@ -244,3 +244,17 @@ def test_bans():
     for name in ("xdpctl_ban_key", "xdpctl_ban"):
         fmt = struct_format(name)[0]
         assert struct.calcsize(fmt) == struct.calcsize(fmt.replace("<", "@")), name
+def test_trace_structs_and_codes():
+    d = defines()
+    assert struct_format("xdpctl_trace_config")[0] == contract.TRACE_CONFIG.format
+    assert struct_format("xdpctl_trace_stats")[0] == contract.TRACE_STATS.format
+    assert struct_format("xdpctl_trace_record")[0] == contract.TRACE_RECORD.format
+    for name in ("xdpctl_trace_config", "xdpctl_trace_stats", "xdpctl_trace_record"):
+        assert struct.calcsize(struct_format(name)[0]) % 8 == 0, name  # explicit padding, no hole at the end
+    for code, name in enumerate(contract.TRACE_BY):
+        assert int(d["XDPCTL_TRACE_BY_" + name.replace("drop-", "").replace("-", "_").upper()]) == code
+    assert int(d["XDPCTL_TRACE_ANY_SLOT"], 16) == contract.TRACE_ANY_SLOT
+    assert int(d["XDPCTL_TRACE_CAP_MAX"]) == contract.TRACE_CAP_MAX
+    assert int(d["XDPCTL_TRACE_RING_BYTES"]) == contract.TRACE_RING_BYTES
+    for pin in ("TRACE_CONFIG", "TRACE_STATS", "TRACE_RING", "TRACE_PROG"):
+        assert d[f"XDPCTL_PIN_{pin}"] == f'"{getattr(contract, "PIN_" + pin)}"', pin

@@ -24,6 +24,7 @@ from xdpctl.cli.app import App
 from xdpctl.datapath import contract, counters
 from xdpctl.errors import BadInput, KernelError, XdpctlError
 from xdpctl.observe import exporter, scrape
+from xdpctl.observe.flows import TableSize
 from xdpctl.observe.scrape import Reading, RuleHits
 from xdpctl.rules import engine
 from xdpctl.rules.model import ACTIONS, Rule, parse_match
@@ -43,7 +44,8 @@ def readings() -> list[Reading]:
     return [
         Reading("eth0", "", 41, "native", ("drop-non-ip",), made_up_counters(1),
                 (RuleHits(1, 7, 448), RuleHits(3, 0, 0))),
-        Reading("eth0", "blue", 57, "generic", ("drop-non-ip", "policy deny"), made_up_counters(2), ()),
+        Reading("eth0", "blue", 57, "generic", ("drop-non-ip", "policy deny"), made_up_counters(2), (),
+                TableSize(live=5, entries=9, size=262144)),
     ]
 
 
@@ -98,21 +100,31 @@ def test_the_names_and_types_served():
     text = scrape_text(readings)
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
     assert types == {"xdpctl_packets": "counter", "xdpctl_bytes": "counter", "xdpctl_rule_packets": "counter",
-                     "xdpctl_rule_bytes": "counter", "xdpctl_program_info": "gauge", "xdpctl_bans": "gauge",
+                     "xdpctl_rule_bytes": "counter", "xdpctl_program_info": "gauge", "xdpctl_flows": "gauge",
+                     "xdpctl_flow_table_entries": "gauge", "xdpctl_flow_table_size": "gauge", "xdpctl_bans": "gauge",
                      "xdpctl_ban_dropped_packets": "gauge", "xdpctl_limit_evictions": "gauge"}
     limits = {"xdpctl_bans", "xdpctl_ban_dropped_packets", "xdpctl_limit_evictions"}
     assert {name for name, _ in samples(text)} | limits == exporter.metric_names() == {
         "xdpctl_packets_total", "xdpctl_bytes_total", "xdpctl_rule_packets_total", "xdpctl_rule_bytes_total",
-        "xdpctl_program_info", *limits}
+        "xdpctl_program_info", "xdpctl_flows", "xdpctl_flow_table_entries", "xdpctl_flow_table_size", *limits}
     assert "_created" not in text  # no second series per counter
 
 
 def test_no_rule_metrics_leaves_out_the_rule_series_only():
     text = scrape_text(readings, rule_metrics=False)
     names = {name for name, _ in samples(text)}
-    assert names | {"xdpctl_bans", "xdpctl_ban_dropped_packets", "xdpctl_limit_evictions"} == \
-        exporter.metric_names(False) == {"xdpctl_packets_total", "xdpctl_bytes_total", "xdpctl_program_info",
-                                         "xdpctl_bans", "xdpctl_ban_dropped_packets", "xdpctl_limit_evictions"}
+    limits = {"xdpctl_bans", "xdpctl_ban_dropped_packets", "xdpctl_limit_evictions"}
+    assert names | limits == exporter.metric_names(False) == {
+        "xdpctl_packets_total", "xdpctl_bytes_total", "xdpctl_program_info", "xdpctl_flows",
+        "xdpctl_flow_table_entries", "xdpctl_flow_table_size", *limits}
+
+
+def test_flow_table_gauges_only_for_interfaces_with_a_table():
+    got = samples(scrape_text(readings))
+    blue = (("interface", "eth0"), ("netns", "blue"))
+    assert {name: v for (name, labels), v in got.items() if name.startswith("xdpctl_flow")} == {
+        "xdpctl_flows": 5, "xdpctl_flow_table_entries": 9, "xdpctl_flow_table_size": 262144}
+    assert {labels for (name, labels) in got if name.startswith("xdpctl_flow")} == {blue}
 
 
 def test_new_verdicts_of_the_contract_are_exported_with_no_change(monkeypatch):

@@ -20,6 +20,7 @@ from xdpctl.datapath.flow_table import (
     EgressRecord,
     Flow,
     FlowSettings,
+    count_live,
     pack_key,
     parse_entries,
     parse_timeouts,
@@ -196,6 +197,23 @@ def test_a_flow_decodes_as_the_programs_wrote_it():
     assert echo.remote == ipaddress.ip_address("198.18.0.2")
 
 
+def test_count_live_is_flow_live_on_every_timeout_and_boundary():
+    """The exporter's count (no decode) against Flow.live, entry by entry:
+    each timeout code, last_seen on, just inside and just past its limit."""
+    settings = DEFAULT_SETTINGS.with_timeouts({"udp": 7})
+    now = 1000 * 10**9
+    key = pack_key(4, 17, "198.18.0.1", 1, "198.18.0.2", 2)
+    values = []
+    for code in range(len(contract.FLOW_TIMEOUTS)):
+        limit = now - settings.timeouts[code] * 10**9
+        for last in (limit - 1, limit, limit + 1, now, 0):
+            values.append(contract.FLOW.pack(0, last, 0, 0, code, 0))
+    expected = sum(Flow.decode(key, v).live(settings, now) for v in values)
+    assert expected == 3 * len(contract.FLOW_TIMEOUTS)  # on, inside, now; not past, not 0
+    assert count_live(values, settings, now) == expected
+    assert count_live(values[:1], settings, now) == 0 and count_live([], settings, now) == 0
+
+
 def test_the_egress_record():
     r = EgressRecord(12, 0, 1, 1, contract.EGRESS_OWN_QDISC, 1700000000)
     assert EgressRecord.unpack(r.pack()) == r and r.own_qdisc and len(r.pack()) == contract.EGRESS.size
@@ -236,6 +254,9 @@ runner = CliRunner()
     (["rule", "add", "eth0", "pass", "--established", "--ethertype", "arp"], "is not IP"),
     (["rule", "add", "eth0", "pass", "--established", "--proto", "esp"], "never part of a tracked flow"),
     (["bench", "--established", "--egress"], "each measure on their own"),
+    (["bench", "--established", "lo"], "each measure on their own"),
+    (["bench", "--actions", "--egress"], "measures rules of its own"),
+    (["bench", "--actions", "--rules", "10"], "measures rules of its own"),
 ])
 def test_bad_options_are_one_line(args, fragment):
     result = runner.invoke(cli, args)

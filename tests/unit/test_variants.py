@@ -108,9 +108,10 @@ def test_names_are_unique_and_every_variant_builds():
     names = [v.name for v in ALL]
     assert len(set(names)) == len(names)
     for v in ALL:
-        request = filter_program(v.options, "/sys/fs/bpf/xdpctl-variants", v.layout)
+        request = filter_program(v.options, "/sys/fs/bpf/xdpctl-variants", v.layout, v.trace_cap)
         assert request.variant == v.describe()
         flags = request.cflags()
+        assert ("-DXDPCTL_TRACE" in flags) == bool(v.trace_cap), v.name
         for name, bit in contract.KINDS:
             assert (f"-DXDPCTL_USE_{name}" in flags) == bool(v.layout.kinds & bit), (v.name, name)
 
@@ -126,3 +127,10 @@ def test_a_new_option_adds_variants(monkeypatch):
     with_option = variants.variants()
     assert len(with_option) == before + 1  # the new option alone (and in "all together")
     assert any(v.option_bits == 1 << 5 for v in with_option)
+
+
+def test_the_trace_capture_path_has_variants():
+    traced = [v for v in ALL if v.trace_cap]
+    assert {v.trace_cap for v in traced} == {contract.TRACE_CAP_MAX}  # the largest record
+    assert any(not v.layout.engine for v in traced)
+    assert any(v.layout.kinds == sum(b for _, b in contract.KINDS) and v.layout.actions for v in traced)

@@ -216,6 +216,24 @@ def _egress(app) -> Check:
     return Check("egress programs", OK, "every --established interface has its egress program, and no other")
 
 
+def _trace_transport() -> Check:
+    """How `xdpctl trace` gets frames out of the program: a BPF ring buffer,
+    read with libbpf. Every supported kernel (6.1 and newer) has it (5.8
+    added it), so there is no perf-buffer fallback; this tries one."""
+    import os
+
+    from ..kernel import libbpf
+
+    try:
+        fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_RINGBUF, "xdpctl_probe", 0, 0, os.sysconf("SC_PAGE_SIZE"))
+    except OSError as exc:
+        return Check("trace transport", WARN, f"no BPF ring buffer here ({exc.strerror or exc})",
+                     "`xdpctl trace` needs BPF_MAP_TYPE_RINGBUF (Linux 5.8) and libbpf")
+    os.close(fd)
+    return Check("trace transport", OK, "BPF ring buffer, read with libbpf (xdpctl trace; no perf-buffer "
+                                        "fallback: every supported kernel has it)")
+
+
 def run(app) -> list[Check]:
     caps = privileges.effective()
     checks = [_privileges(caps), _kernel(), _bpffs(), _bcc(), _headers(), _compile_cache(), _tools()]
@@ -224,4 +242,5 @@ def run(app) -> list[Check]:
         checks.append(_orphans(app))
         checks.append(_steering(app))
         checks.append(_egress(app))
+        checks.append(_trace_transport())
     return checks

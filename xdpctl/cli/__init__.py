@@ -57,6 +57,7 @@ COMMANDS = {
     "export": "export",
     "flows": "flows",
     "ban": "ban",
+    "trace": "trace",
     "exporter": "exporter",
     "service": "service",
     "clean": "clean",

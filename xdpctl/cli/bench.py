@@ -45,12 +45,18 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_
     from ..kernel.privileges import require_attach
     from ..datapath.program import FilterOptions
 
-    require_attach("loading programs to benchmark")
+    # What was asked is checked before what it needs: bad input is one line
+    # and exit 2 for anyone.
     if iface and lab_name:
         raise BadInput("give IFACE or --lab, not both")
+    if with_actions and (iface or lab_name or rule_sets or with_xdp_filter or established or egress):
+        raise BadInput("--actions measures rules of its own; drop IFACE, --lab, --rules, --xdp-filter, "
+                       "--established and --egress")
+    if (established or egress) and (iface or lab_name or rule_sets or with_xdp_filter or (established and egress)):
+        raise BadInput("--established and --egress each measure on their own: no IFACE, --lab, --rules, "
+                       "--xdp-filter, nor both at once")
+    require_attach("loading programs to benchmark")
     if with_actions:
-        if iface or lab_name or rule_sets or with_xdp_filter:
-            raise BadInput("--actions measures rules of its own; drop IFACE, --lab, --rules and --xdp-filter")
         from ..checks.bench import bench_actions
 
         report = bench_actions(FilterOptions(drop_non_ip=drop_non_ip), repeat=repeat, rounds=rounds)
@@ -71,9 +77,6 @@ def command(app, iface, lab_name, drop_non_ip, with_xdp_filter, rule_sets, with_
 
         return _show(bench_limits(FilterOptions(drop_non_ip=drop_non_ip), repeat, rounds), as_json)
     if established or egress:
-        if iface or lab_name or rule_sets or with_xdp_filter or (established and egress):
-            raise BadInput("--established and --egress each measure on their own: no IFACE, --lab, --rules, "
-                           "--xdp-filter, nor both at once")
         from ..checks.bench import bench_egress, bench_established
 
         report = bench_egress(repeat, rounds) if egress else \

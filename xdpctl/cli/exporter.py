@@ -38,6 +38,8 @@ def command(app, listen, rule_metrics):
     xdpctl_packets_total, xdpctl_bytes_total   {interface, netns, class, action}
     xdpctl_rule_packets_total, ..._bytes_total  {interface, netns, rule}
     xdpctl_program_info                         {interface, netns, prog_id, mode, options}
+    xdpctl_flows, xdpctl_flow_table_entries,    {interface, netns}
+    xdpctl_flow_table_size  (--established)
 
     Every scrape reads the pinned maps of every namespace: interfaces
     attached or detached meanwhile appear and go without a restart. It

@@ -61,6 +61,8 @@ def status_table(data: dict) -> Table:
             if e.get("egress"):
                 eg = e["egress"]
                 managed += f"\negress prog {eg['prog_id']}" + ("" if eg["attached"] else " missing")
+            if e.get("trace"):
+                managed += f"\ntraced (xdpctl trace, pid {e['trace']['pid']})"
         else:
             managed = "no"
         if e.get("in_flight"):
@@ -389,3 +391,22 @@ def print_selftest(rows, ok: bool, kept: dict | None) -> None:
     _out.print(Text("selftest passed" if ok else "selftest FAILED", "bold green" if ok else "bold red"))
     if kept:
         _out.print(f"lab {kept['name']} is still up: `xdpctl lab down {kept['name']}` removes it")
+
+
+def print_trace_report(report: dict) -> None:
+    """The end of a trace, on stderr (stdout may be the capture itself)."""
+    err = _err
+    why = {"count": "--count reached", "duration": "--duration over", "interrupted": "interrupted",
+           "terminated": "terminated", "output-closed": "the output was closed"}.get(report["ended"], report["ended"])
+    err.print(f"{report['captured']:,} frame{'' if report['captured'] == 1 else 's'} captured, "
+              f"{report['matched']:,} matched the selection, {report['lost']:,} lost (ring full) "
+              f"in {report['seconds']:.1f} s ({why})", highlight=False, soft_wrap=True)
+    if len(report["interfaces"]) > 1:
+        for i in report["interfaces"]:
+            err.print(f"  {i['interface']}: {i['captured']:,} captured, {i['matched']:,} matched, "
+                      f"{i['lost']:,} lost", highlight=False, soft_wrap=True)
+    if report["lost"]:
+        err.print("[yellow]the capture is incomplete: frames were lost because the ring was full; "
+                  "--sample N or a narrower selection keeps up[/]", highlight=False, soft_wrap=True)
+    elif report["captured"] < report["matched"] - report["lost"]:
+        err.print("(fewer captured than matched: --sample, or --count stopped it first)", highlight=False, soft_wrap=True)

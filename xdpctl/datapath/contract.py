@@ -187,6 +187,26 @@ PIN_EGRESS_PROG = "egress_prog"
 
 EGRESS_PROG_NAME = "xdpctl_egress"
 
+# --- xdpctl trace (trace_kern.h; only while a trace runs) -----------------------
+
+# Who decided a frame (XDPCTL_TRACE_BY_*), in code order: the index is the code.
+TRACE_BY: tuple[str, ...] = ("policy", "rule", "drop-non-ip")
+TRACE_BY_POLICY, TRACE_BY_RULE, TRACE_BY_NON_IP = range(3)
+TRACE_ANY_SLOT = 0xFFFFFFFF
+TRACE_CAP_MAX = 4096
+TRACE_RING_BYTES = 8388608
+# struct xdpctl_trace_config: verdicts, classes, deciders, slot, sample, snaplen, pid, prog_id, pid_start.
+TRACE_CONFIG = struct.Struct("<IIIIIIIIQ")
+# struct xdpctl_trace_stats (per CPU): matched, sampled, lost, skip.
+TRACE_STATS = struct.Struct("<QQQQ")
+# struct xdpctl_trace_record: ktime_ns, len, caplen, ifindex, slot, verdict, class, by, _pad0, _pad1.
+TRACE_RECORD = struct.Struct("<QIIIIBBBBI")
+
+PIN_TRACE_CONFIG = "trace_cfg"
+PIN_TRACE_STATS = "trace_stats"
+PIN_TRACE_RING = "trace_ring"
+PIN_TRACE_PROG = "trace_prog"
+
 
 @dataclass(frozen=True)
 class Meta:

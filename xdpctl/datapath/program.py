@@ -54,9 +54,20 @@ class FilterOptions:
         return out
 
 
-def filter_program(options: FilterOptions, pin_dir: str | None, layout: Layout = Layout()) -> BuildRequest:
+def trace_capacity(snaplen: int) -> int:
+    """The bytes a trace record holds for snaplen: the next power of two
+    from 64 (so that a few variants serve every snaplen, and the cache hits)."""
+    cap = 64
+    while cap < min(snaplen, contract.TRACE_CAP_MAX):
+        cap *= 2
+    return cap
+
+
+def filter_program(options: FilterOptions, pin_dir: str | None, layout: Layout = Layout(),
+                   trace_cap: int = 0) -> BuildRequest:
     """The xdpctl filter; pin_dir=None builds it unpinned (tests, benchmarks).
-    layout sizes the rule engine (none by default)."""
+    layout sizes the rule engine (none by default). trace_cap: the capture
+    path of `xdpctl trace`, with records of that many bytes (0: none)."""
     defines: list[tuple[str, str | None]] = []
     if layout.engine and pin_dir is None:
         raise ValueError("the rule engine's tables are pinned: give a pin directory")
@@ -67,8 +78,16 @@ def filter_program(options: FilterOptions, pin_dir: str | None, layout: Layout =
     if options.policy_deny:
         defines.append(("XDPCTL_POLICY_DENY", None))
     defines += layout.defines()
+    variant = describe_variant(options, layout)
+    if trace_cap:
+        if pin_dir is None:
+            raise ValueError("the trace maps are pinned: give a pin directory")
+        if trace_cap != trace_capacity(trace_cap):
+            raise ValueError(f"a trace record holds a power of two of bytes, 64 to {contract.TRACE_CAP_MAX}")
+        defines += [("XDPCTL_TRACE", None), ("XDPCTL_TRACE_CAP", str(trace_cap))]
+        variant += f", traced ({trace_cap}-byte records)"
     return BuildRequest(bpf_dir() / FILTER_SOURCE, contract.PROG_NAME, tuple(defines), pin_dir=pin_dir,
-                        variant=describe_variant(options, layout), abi_version=contract.ABI_VERSION)
+                        variant=variant, abi_version=contract.ABI_VERSION)
 
 
 def describe_variant(options: FilterOptions, layout: Layout) -> str:

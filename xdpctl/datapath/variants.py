@@ -20,7 +20,10 @@ adds variants by itself:
   with every option and every kind at the largest sizes: every stateless
   kind at contract.MAX_GENERAL, and with --established too at the fewer
   general rules a program with both it and redirect --to holds
-  (layout.MAX_GENERAL_ESTABLISHED_REDIRECT).
+  (layout.MAX_GENERAL_ESTABLISHED_REDIRECT);
+- the capture path of `xdpctl trace` (trace_cap: the record's bytes, the
+  largest), compiled in without rules and every option, and with every kind,
+  option and action at 1,000 rules.
 
 Class-record capacities and trie blocks only set the masks of the same
 code, so the largest variants keep them at a size whose tables fit in memory
@@ -62,9 +65,11 @@ class Variant:
     options: FilterOptions
     layout: Layout
     option_bits: int = 0  # the bits asked for (options.bits must equal them)
+    trace_cap: int = 0  # xdpctl trace's capture path, with records of this many bytes (0: none)
 
     def describe(self) -> str:
-        return describe_variant(self.options, self.layout)
+        traced = f", traced ({self.trace_cap}-byte records)" if self.trace_cap else ""
+        return describe_variant(self.options, self.layout) + traced
 
 
 def _layout(kinds: int, tries: int, general: int, rules: int, depths: dict[str, int] | None = None) -> Layout:
@@ -170,5 +175,11 @@ def variants() -> list[Variant]:
     add("limits-established-capped", replace(_within_budget(capped), actions=contract.FEAT_LIMITS | contract.FEAT_BANS), every_option)
     add("limits-established-all-actions-capped",
         replace(_within_budget(capped), actions=every_action | contract.FEAT_LIMITS | contract.FEAT_BANS), every_option)
+
+    cap = contract.TRACE_CAP_MAX
+    out.append(Variant("traced-options-all", FilterOptions.from_bits(every_option), Layout(), every_option, cap))
+    traced_thousand = replace(_layout(every_kind, _all_tries(), 1000, 1000), actions=every_action)
+    out.append(Variant("traced-all-kinds-all-actions-1000-rules", FilterOptions.from_bits(every_option), traced_thousand,
+                       every_option, cap))
     return out
 

@@ -194,11 +194,13 @@ def obj_get(path: str) -> int:
 
 BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_HASH = 9
 BPF_F_NO_PREALLOC = 1 << 0  # a hash whose updates replace elements whole (RCU)
 BPF_F_MMAPABLE = 1 << 10  # an array user space can mmap
 BPF_MAP_TYPE_DEVMAP = 14  # redirect targets: index -> ifindex
 BPF_MAP_TYPE_CPUMAP = 16  # redirect CPUs: CPU -> queue size
+BPF_MAP_TYPE_RINGBUF = 27  # records the program writes and user space reads (Linux 5.8)
 
 
 class _MapCreateOpts(ctypes.Structure):
@@ -512,3 +514,87 @@ def prog_test_run(fd: int, data: bytes, repeat: int = 1) -> TestRun:
     )
     _check(_load().bpf_prog_test_run_opts(fd, ctypes.byref(opts)))
     return TestRun(opts.retval, opts.duration, data_out.raw[: opts.data_size_out])
+
+
+# --- ring buffers ----------------------------------------------------------------
+
+_RING_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
+def _ring_functions(lib) -> None:
+    vp = ctypes.c_void_p
+    lib.ring_buffer__new.argtypes = [ctypes.c_int, _RING_CALLBACK, vp, vp]
+    lib.ring_buffer__new.restype = vp
+    lib.ring_buffer__add.argtypes = [vp, ctypes.c_int, _RING_CALLBACK, vp]
+    lib.ring_buffer__add.restype = ctypes.c_int
+    lib.ring_buffer__poll.argtypes = [vp, ctypes.c_int]
+    lib.ring_buffer__poll.restype = ctypes.c_int
+    lib.ring_buffer__consume.argtypes = [vp]
+    lib.ring_buffer__consume.restype = ctypes.c_int
+    lib.ring_buffer__free.argtypes = [vp]
+    lib.ring_buffer__free.restype = None
+
+
+class RingReader:
+    """BPF ring buffers read through libbpf (ring_buffer__new/__poll), no
+    BCC: on_record(ring, data) gets each record's bytes, ring being the
+    index of the map in the fds given. Close it (or use it as a context)."""
+
+    def __init__(self, map_fds: list[int], on_record):
+        lib = _load()
+        _ring_functions(lib)
+        self._lib = lib
+        self._error: BaseException | None = None
+
+        def make(index: int):
+            def callback(_ctx, data, size):
+                try:
+                    on_record(index, ctypes.string_at(data, size))
+                except BaseException as exc:  # raised again from poll(), outside libbpf
+                    self._error = exc
+                    return -1
+                return 0
+            return _RING_CALLBACK(callback)
+
+        self._callbacks = [make(i) for i in range(len(map_fds))]  # kept alive as long as the rings
+        ptr = lib.ring_buffer__new(map_fds[0], self._callbacks[0], None, None)
+        if not ptr:
+            err = ctypes.get_errno() or 22
+            raise OSError(err, f"ring_buffer__new: {os.strerror(err)}")
+        self._rb = ptr
+        for fd, cb in zip(map_fds[1:], self._callbacks[1:]):
+            try:
+                _check(lib.ring_buffer__add(self._rb, fd, cb, None))
+            except BaseException:
+                self.close()
+                raise
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
+
+    def poll(self, timeout_ms: int) -> int:
+        """Records handled; waits up to timeout_ms for the first (EINTR: 0)."""
+        ret = self._lib.ring_buffer__poll(self._rb, timeout_ms)
+        self._raise()
+        if ret == -4:  # EINTR: a signal; the caller looks at why
+            return 0
+        return _check(ret)
+
+    def consume(self) -> int:
+        """Every record there now, without waiting."""
+        ret = self._lib.ring_buffer__consume(self._rb)
+        self._raise()
+        return _check(ret)
+
+    def close(self) -> None:
+        if self._rb:
+            self._lib.ring_buffer__free(self._rb)
+            self._rb = None
+
+    def __enter__(self) -> "RingReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

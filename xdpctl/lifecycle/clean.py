@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from ..kernel import privileges
-from . import egress, namespaces, recovery
+from . import egress, namespaces, recovery, trace
 from ..errors import MissingCapability
 
 @dataclass
@@ -66,7 +66,9 @@ def _look_here(app) -> tuple[list[Leftover], list[str]]:
                 found.append(Leftover(path, f"{link.ifname}: damaged state: {damage}", "repair"))
         elif meta is None:
             found.append(Leftover(path, f"{link.ifname}: state of an attach that never finished", "remove"))
-        elif not link.xdp or link.xdp.prog_id != meta.prog_id:
+        elif trace.left_behind(att):
+            found.append(Leftover(path, f"{link.ifname}: the traced program of a trace that was killed", "settle"))
+        elif not link.xdp or link.xdp.prog_id not in (meta.prog_id, trace.traced_prog_id(att)):
             there = f"program {link.xdp.prog_id} (not xdpctl's) is attached" if link.xdp else "no program is attached"
             found.append(Leftover(path, f"state of {link.ifname}: {there}", "remove"))
     ns_dir = app.state.root / f"ns{app.netns_ino}"

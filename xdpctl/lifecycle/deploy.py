@@ -38,7 +38,7 @@ from ..errors import BpffsMissing, ForeignProgram, KernelError, ModeError, Xdpct
 from ..datapath.layout import Layout
 from ..kernel.netlink import AlreadyAttached
 from ..datapath.program import FilterOptions, filter_program
-from . import namespaces, recovery, signals, steering
+from . import namespaces, recovery, signals, steering, trace
 from .recovery import PIN_PROG_NEW, aside_path, drop_unused_pins
 from ..rules.model import Rule, unpack_targets
 from ..rules.tables import build
@@ -199,6 +199,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
     from ..kernel.compiler import compile_and_load
 
     att = target.att
+    trace.refuse_if_running(att, target.ifname, "change what needs a new program")
     old_layout = current.layout if current else Layout()
     # Grown layouts hold everything the old one did, so the current rules fit too.
     layout = old_layout if old_layout.fits(built.needs) else old_layout.grown(built.needs)

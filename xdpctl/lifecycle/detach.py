@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..datapath import contract
 from ..kernel import libbpf, privileges
 from ..errors import ForeignProgram, NotManaged
-from . import egress
+from . import egress, trace
 from .target import prog_name, recorded, resolve
 
 
@@ -45,6 +45,7 @@ def _detach(app, target) -> DetachResult:
             target.att.remove()
             return DetachResult(ifname, 0, "no program was attached; removed xdpctl's leftover state")
         raise NotManaged(ifname)
+    trace.refuse_if_running(target.att, ifname, "detach it")
     with libbpf.opened(target.att.pin(contract.PIN_PROG)) as fd:
         app.netlink.xdp_set(target.link, -1, target.meta.mode_name, expected_fd=fd)
     egress.release(app, target.link, target.att.path)  # --established's TC filter, if any

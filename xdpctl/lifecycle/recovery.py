@@ -121,8 +121,10 @@ def recover(app, link, att):
     behind xdpctl's back, then clear what a killed change made before it
     recorded anything. The caller holds the state lock. Returns the link as
     it is now (settling may swap its program)."""
-    from . import egress
+    from . import egress, trace
 
+    trace.settle(app, link, att)  # a killed trace's program out first: what follows sees xdpctl's own
+    link = app.netlink.link_by_index(link.ifindex) or link
     egress.settle(app, link, att)  # first: settling the XDP side may remove the directory
     meta = att.read_meta() if att.exists() else None
     if unsettled(att, meta):

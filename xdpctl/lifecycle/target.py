@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..datapath import contract
 from ..kernel import libbpf, privileges
-from . import egress, recovery
+from . import egress, recovery, trace
 from ..errors import InterfaceGone, InterfaceNotFound, StateVersion
 from ..kernel.netlink import Link
 from .state import Attachment
@@ -53,9 +53,10 @@ class Target:
 
     @property
     def ours(self) -> bool:
-        """The interface carries the program xdpctl recorded for it."""
+        """The interface carries the program xdpctl recorded for it (or, while
+        `xdpctl trace` runs, its traced variant: lifecycle/trace.py)."""
         return (self.meta is not None and not self.other_abi and self.attached_id != 0
-                and self.attached_id == self.meta.prog_id)
+                and self.attached_id in (self.meta.prog_id, trace.traced_prog_id(self.att)))
 
     @property
     def foreign(self) -> bool:
@@ -94,7 +95,8 @@ def load(app, link: Link, wait: bool = True) -> Target:
     if target.other_abi:
         return target  # not this xdpctl's to settle (resolve refuses it)
     if recovery.unsettled(att, target.meta) or recovery.leftovers(att, target.meta) \
-            or recovery.damaged(app, link, att, target.meta) or egress.unsettled(att, target.meta):
+            or recovery.damaged(app, link, att, target.meta) or egress.unsettled(att, target.meta) \
+            or trace.left_behind(att):
         if not wait:
             with app.state.looking(app.netns_ino) as busy:
                 if busy:

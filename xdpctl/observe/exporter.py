@@ -112,9 +112,29 @@ def limits(readings: Sequence[Reading]) -> Iterator[Metric]:
     yield evicted
 
 
+def flow_tables(readings: Sequence[Reading]) -> Iterator[Metric]:
+    """Gauges of the flow table of --established (`xdpctl flows`), for the
+    interfaces that have one."""
+    live = GaugeMetricFamily("xdpctl_flows", "Flows the host opened that --established tracks now (their "
+                             "timeouts not passed), as `xdpctl flows` lists them.", labels=IFACE_LABELS)
+    entries = GaugeMetricFamily("xdpctl_flow_table_entries", "Entries the flow table holds, live and expired "
+                                "(expired ones stay until the LRU map reuses them).", labels=IFACE_LABELS)
+    size = GaugeMetricFamily("xdpctl_flow_table_size", "The most entries the flow table holds "
+                             "(attach --flow-table-size).", labels=IFACE_LABELS)
+    for r in readings:
+        if r.flows is not None:
+            values = (r.interface, r.netns)
+            live.add_metric(values, r.flows.live)
+            entries.add_metric(values, r.flows.entries)
+            size.add_metric(values, r.flows.size)
+    yield live
+    yield entries
+    yield size
+
+
 def families(rule_metrics: bool = True) -> tuple[Family, ...]:
     """The families a scrape serves; the per-rule ones only with rule_metrics."""
-    return (class_counters, program_info, limits, *((rule_hits,) if rule_metrics else ()))
+    return (class_counters, program_info, flow_tables, limits, *((rule_hits,) if rule_metrics else ()))
 
 
 def metric_names(rule_metrics: bool = True) -> set[str]:

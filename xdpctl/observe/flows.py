@@ -12,16 +12,18 @@ frame out opens the flow anew); they are counted as expired, not listed.
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
 
 from ..datapath import contract
-from ..datapath.flow_table import Flow
+from ..datapath.flow_table import Flow, count_live
 from ..datapath.layout import Layout
-from ..errors import NotManaged
 from ..kernel import libbpf, privileges
 from ..lifecycle import egress
 from ..lifecycle.deploy import Current
-from ..lifecycle.target import Target, forget_gone, prog_name, recorded, resolve
+from ..lifecycle.target import Target, prog_name
+from .report import managed_targets
 
 
 def now_ns() -> int:
@@ -30,14 +32,40 @@ def now_ns() -> int:
 
 def read_table(target: Target) -> list[Flow]:
     """Every entry of the interface's table, live or expired ([] without one)."""
-    path = target.att.pin(contract.PIN_FLOWS)
+    return read_pinned(target.att.pin(contract.PIN_FLOWS))
+
+
+def read_pinned(path: str) -> list[Flow]:
+    """Every entry of the table pinned at path ([] when it is gone)."""
+    return [Flow.decode(k, v) for k, v in _entries(path)]
+
+
+def _entries(path: str) -> list[tuple[bytes, bytes]]:
     try:
         with libbpf.opened(path) as fd:
             size = libbpf.map_info(fd).max_entries
-            entries = libbpf.map_lookup_batch(fd, contract.FLOW_KEY.size, contract.FLOW.size, size)
+            return libbpf.map_lookup_batch(fd, contract.FLOW_KEY.size, contract.FLOW.size, size)
     except FileNotFoundError:
         return []
-    return [Flow.decode(k, v) for k, v in entries]
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """How full an attachment's flow table is (the exporter's gauges)."""
+
+    live: int  # flows whose timeout has not passed: what `flows` lists
+    entries: int  # live and expired: what the LRU map holds
+    size: int  # the most it holds
+
+
+def table_size(directory: str, now: int | None = None) -> TableSize | None:
+    """The table of the attachment at directory, or None without one."""
+    if not egress.has_table(directory):
+        return None
+    settings = egress.read_settings(directory)
+    values = [v for _, v in _entries(os.path.join(directory, contract.PIN_FLOWS))]
+    now = now_ns() if now is None else now
+    return TableSize(count_live(values, settings, now), len(values), settings.entries)
 
 
 def egress_status(app, target: Target) -> dict | None:
@@ -90,15 +118,8 @@ def flows(app, ifnames: tuple[str, ...] = ()) -> dict:
     """The tables of the given managed interfaces, or of every managed
     interface that has one."""
     privileges.require_bpf("reading xdpctl's flow tables")
-    if ifnames:
-        targets = []
-        for name in ifnames:
-            target = resolve(app, name)
-            if not target.ours:
-                raise NotManaged(name)
-            targets.append(target)
-    else:
-        forget_gone(app)
-        targets = [t for t in recorded(app) if t.ours and egress.has_table(t.att.path)]
+    targets = managed_targets(app, ifnames)
+    if not ifnames:  # every managed interface that has a table
+        targets = [t for t in targets if egress.has_table(t.att.path)]
     now = now_ns()
     return {"interfaces": [entry(app, t, now) for t in targets]}

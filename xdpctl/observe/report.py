@@ -37,7 +37,19 @@ def _entry(target: Target) -> dict:
         entry["options"] = options.describe()
         entry["policy"] = options.policy
         entry["attached_at"] = _when(meta.attached_at)
+        entry["trace"] = _trace(target)
     return entry
+
+
+def _trace(target: Target) -> dict | None:
+    """The trace running on target ({"pid", "prog_id"}: prog_id is the
+    traced program, attached in place of the recorded one), or None."""
+    from ..lifecycle import trace
+
+    who = trace.owner(target.att)
+    if who is None or not trace.alive(who):
+        return None
+    return {"pid": who.pid, "prog_id": who.prog_id}
 
 
 def steering_warnings(app, target: Target) -> list[dict]:
@@ -95,7 +107,8 @@ def status(app) -> dict:
     return result
 
 
-def _managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
+def managed_targets(app, ifnames: tuple[str, ...]) -> list[Target]:
+    """The given interfaces (each must be xdpctl's), or every managed one."""
     if ifnames:
         targets = []
         for name in ifnames:
@@ -114,7 +127,7 @@ def stats(app, ifnames: tuple[str, ...] = (), reset: bool = False) -> dict:
     program counts meanwhile is lost: see datapath/counters.py)."""
     privileges.require_bpf("reading xdpctl's counters")
     out = []
-    for target in _managed_targets(app, ifnames):
+    for target in managed_targets(app, ifnames):
         if not reset:
             out.append(_stats_entry(target, False))
             continue

@@ -11,7 +11,8 @@ of this scrape.
 
 Which attachments count: those whose meta is this ABI version's and records
 an attached program. In the exporter's own namespace, netlink also says
-whether the interface still exists and still carries that program, so an
+whether the interface still exists and still carries that program (or the
+traced one, while `xdpctl trace` runs: the same maps, so the same counters), so an
 interface deleted without a detach goes from the metrics at once; in other
 namespaces (reading their links would take CAP_SYS_ADMIN to enter them) the
 state is taken as recorded, until a command there, or `xdpctl clean`,
@@ -33,7 +34,9 @@ from ..datapath.layout import Layout
 from ..datapath.program import FilterOptions
 from ..errors import KernelError, MissingCapability
 from ..lifecycle.state import Attachment, State
+from ..lifecycle.trace import traced_prog_id
 from ..rules import engine
+from .flows import TableSize, table_size
 
 NETNS_DIR = "/var/run/netns"  # where `ip netns add` names namespaces
 HOST_LABEL = ""
@@ -57,6 +60,7 @@ class Reading:
     options: tuple[str, ...]
     counters: counters.Counters
     rules: tuple[RuleHits, ...] = field(default=())
+    flows: TableSize | None = None  # the flow table of --established, when it has one
     # Rate limits and bans (issue 13): (live bans, frames they dropped), or
     # None without a ban list; keys the limited rules' tables evicted, or
     # None without limits.
@@ -136,8 +140,10 @@ def read_attachment(att: Attachment, label: str, live: dict[int, Live] | None, r
     ifname, prog_id, mode = meta.ifname, meta.prog_id, meta.mode_name
     if live is not None:
         link = live.get(att.ifindex)
-        # Mid-swap, the pending program may already be the attached one.
-        if link is None or not link.prog_id or link.prog_id not in (meta.prog_id, meta.pending_prog_id):
+        # Mid-swap, the pending program may already be the attached one;
+        # while `xdpctl trace` runs, the traced program (meta keeps the plain one).
+        if link is None or not link.prog_id or (
+                link.prog_id not in (meta.prog_id, meta.pending_prog_id) and link.prog_id != traced_prog_id(att)):
             return None
         ifname, prog_id, mode = link.ifname, link.prog_id, link.mode
     return Reading(
@@ -149,6 +155,7 @@ def read_attachment(att: Attachment, label: str, live: dict[int, Live] | None, r
         counters=counters.read(att.pin(contract.PIN_COUNTERS)),
         rules=_rule_hits(att, Layout.unpack(meta.layout)) if rules else (),
         **_limits(att, Layout.unpack(meta.layout)),
+        flows=table_size(att.path),
     )
 
 
