@@ -29,7 +29,7 @@ struct xdpctl_trace_frame {
 	__u8 data[XDPCTL_TRACE_CAP];
 };
 
-/* Who decided the frame (a rule, the policy, --drop-non-ip), noted on the
+/* Who decided the frame (a rule, the policy, --drop-non-ip, the ban list), noted on the
  * way (pkt->trace_by is 0, the policy, until a rule or --drop-non-ip decides). */
 #define XDPCTL_TRACE_NOTE_RULE(pkt, s)                                        \
 	do {                                                                  \
@@ -41,6 +41,7 @@ struct xdpctl_trace_frame {
 		if (v)                                                        \
 			(pkt)->trace_by = XDPCTL_TRACE_BY_NON_IP;             \
 	} while (0)
+#define XDPCTL_TRACE_NOTE_BAN(pkt) ((pkt)->trace_by = XDPCTL_TRACE_BY_BAN)
 
 /* 1 when cfg selects a frame of pkt that ends with verdict. */
 static __always_inline int xdpctl_trace_selects(const struct xdpctl_trace_config *cfg,
@@ -87,6 +88,7 @@ static __always_inline __u32 xdpctl_trace_caplen(const struct xdpctl_trace_confi
 
 #define XDPCTL_TRACE_NOTE_RULE(pkt, s) do { } while (0)
 #define XDPCTL_TRACE_NOTE_NON_IP(pkt, v) do { } while (0)
+#define XDPCTL_TRACE_NOTE_BAN(pkt) do { } while (0)
 #define XDPCTL_TRACE_FRAME(ctx, pkt, verdict, bytes) do { } while (0)
 
 #endif /* XDPCTL_TRACE */

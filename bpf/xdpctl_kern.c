@@ -397,6 +397,7 @@ static __always_inline int xdpctl_decide(struct xdp_md *ctx, struct xdpctl_pkt *
 #ifdef XDPCTL_BANS
 	/* The ban list comes before any rule: one lookup. */
 	if (xdpctl_banned(pkt, l3, bytes)) {
+		XDPCTL_TRACE_NOTE_BAN(pkt);
 		*verdict = XDPCTL_VERDICT_DROP;
 		return 1;
 	}

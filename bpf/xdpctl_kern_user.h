@@ -540,6 +540,7 @@ struct xdpctl_ban {
 #define XDPCTL_TRACE_BY_POLICY    0           /* no rule decided: the policy did */
 #define XDPCTL_TRACE_BY_RULE      1           /* the rule in the record's slot */
 #define XDPCTL_TRACE_BY_NON_IP    2           /* --drop-non-ip */
+#define XDPCTL_TRACE_BY_BAN       3           /* the ban list (--block, xdpctl ban) */
 #define XDPCTL_TRACE_ANY_SLOT     0xFFFFFFFF  /* trace_cfg.slot: any rule, or none */
 #define XDPCTL_TRACE_CAP_MAX      4096        /* an XDP frame without fragments fits a page */
 #define XDPCTL_TRACE_RING_BYTES   8388608     /* the ring buffer's size (a power of 2 of pages) */

@@ -184,6 +184,25 @@ def test_each_selection_captures_exactly_what_it_selects(klab, tmp_path):
 
 
 @needs_tshark
+def test_a_frame_the_ban_list_dropped_is_named_ban(klab, tmp_path):
+    """--over 1/h --burst 1 --block 1h: the first frame is within the rate
+    (passed), the second goes over (rule 1 drops it and bans the source), the
+    rest are the ban's; --rule ban selects only those."""
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "1", "--block", "1h",
+                "--proto", "udp")
+    frames = [udp(klab.lab, 53, n) for n in (60, 61, 62, 63)]
+    rows, report = traced(klab, frames, "--verdict", "any", tmp_path=tmp_path)
+    assert rows == [(60, 60, "verdict=pass rule=policy class=ipv4/udp"), (61, 61, "verdict=drop rule=1 class=ipv4/udp"),
+                    (62, 62, "verdict=drop rule=ban class=ipv4/udp"), (63, 63, "verdict=drop rule=ban class=ipv4/udp")]
+    assert (report["captured"], report["matched"]) == (4, 4)
+    rows, report = traced(klab, frames[:2], "--rule", "ban", tmp_path=tmp_path)
+    assert rows == [(60, 60, "verdict=drop rule=ban class=ipv4/udp"), (61, 61, "verdict=drop rule=ban class=ipv4/udp")]
+    (ban,) = klab.xdpctl.json("ban", "list", klab.iface)["bans"]
+    assert ban["packets"] == 2 + 2
+
+
+@needs_tshark
 def test_sample_and_snaplen(klab, tmp_path):
     sets = rules_lab(klab)
     frames = [udp(klab.lab, 9999, 100 + i) for i in range(9)]

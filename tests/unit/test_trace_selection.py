@@ -46,3 +46,14 @@ def test_record_capacity_is_a_few_powers_of_two():
     assert "-DXDPCTL_TRACE" not in filter_program(FilterOptions(), "/sys/fs/bpf/x").cflags()
     with pytest.raises(ValueError):
         filter_program(FilterOptions(), None, trace_cap=64)  # the trace maps are pinned
+
+
+def test_who_decided_selects_one_decider_each():
+    from xdpctl.observe.capture import _rule_filter, comment
+
+    for name in ("policy", "drop-non-ip", "ban"):
+        Selection(rule=name).check()
+        mask, slot = _rule_filter(Selection(rule=name), None, {})
+        assert mask == 1 << contract.TRACE_BY.index(name) and slot == contract.TRACE_ANY_SLOT
+    assert _rule_filter(Selection(), None, {})[0] == (1 << len(contract.TRACE_BY)) - 1
+    assert comment("drop", "ban", None, "ipv4/udp") == "verdict=drop rule=ban class=ipv4/udp"

@@ -16,8 +16,8 @@ VERDICTS = ("any", *contract.VERDICTS)
               help="The pcapng file to write (made or emptied; a link is refused), or - for stdout.")
 @click.option("--verdict", "verdicts", type=click.Choice(VERDICTS), multiple=True, default=("drop",),
               show_default=True, help="Frames the filter gave this verdict (repeat for several; any: all).")
-@click.option("--rule", metavar="ID|policy|drop-non-ip", default=None,
-              help="Frames this rule decided (its id in `xdpctl rule list`), or the policy, or --drop-non-ip.")
+@click.option("--rule", metavar="ID|policy|drop-non-ip|ban", default=None,
+              help="Frames this rule decided (its id in `xdpctl rule list`), or the policy, or --drop-non-ip, or the ban list.")
 @click.option("--class", "classes", multiple=True, metavar="CLASS",
               help="Frames of this class (ipv4/udp, arp, ...; ipv4 or ipv6: the whole family); repeat for several.")
 @click.option("--sample", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
@@ -34,7 +34,7 @@ def command(app, ifaces, path, verdicts, rule, classes, sample, snaplen, count, 
     """Capture the frames the filter decided on IFACE to pcapng, until Ctrl-C.
 
     By default the frames it dropped. Every packet carries a comment naming
-    its verdict, the rule that decided it (or the policy, or --drop-non-ip)
+    its verdict, the rule that decided it (or the policy, --drop-non-ip, or the ban list)
     and its class: verdict=drop rule=3 class=ipv4/udp. Timestamps are the
     kernel's.
 

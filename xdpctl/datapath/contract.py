@@ -190,8 +190,8 @@ EGRESS_PROG_NAME = "xdpctl_egress"
 # --- xdpctl trace (trace_kern.h; only while a trace runs) -----------------------
 
 # Who decided a frame (XDPCTL_TRACE_BY_*), in code order: the index is the code.
-TRACE_BY: tuple[str, ...] = ("policy", "rule", "drop-non-ip")
-TRACE_BY_POLICY, TRACE_BY_RULE, TRACE_BY_NON_IP = range(3)
+TRACE_BY: tuple[str, ...] = ("policy", "rule", "drop-non-ip", "ban")
+TRACE_BY_POLICY, TRACE_BY_RULE, TRACE_BY_NON_IP, TRACE_BY_BAN = range(4)
 TRACE_ANY_SLOT = 0xFFFFFFFF
 TRACE_CAP_MAX = 4096
 TRACE_RING_BYTES = 8388608

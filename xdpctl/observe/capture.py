@@ -56,7 +56,7 @@ def comment(verdict: str, by: str, rule_id: int | None, cls: str) -> str:
 class Selection:
     verdicts: tuple[str, ...] = ("drop",)
     classes: tuple[str, ...] = ()  # () : every class
-    rule: str | None = None  # a rule id, "policy" or "drop-non-ip"; None: any
+    rule: str | None = None  # a rule id, "policy", "drop-non-ip" or "ban"; None: any
     sample: int = 1
     snaplen: int = DEFAULT_SNAPLEN
 
@@ -87,8 +87,8 @@ class Selection:
             raise BadInput(f"--snaplen {self.snaplen}: 1 to {contract.TRACE_CAP_MAX} bytes (an XDP frame "
                            "without fragments fits a page)")
         self.class_mask()
-        if self.rule is not None and self.rule not in ("policy", "drop-non-ip") and not self.rule.isdigit():
-            raise BadInput(f"--rule {self.rule}: a rule id (`xdpctl rule list`), policy or drop-non-ip")
+        if self.rule is not None and self.rule not in ("policy", "drop-non-ip", "ban") and not self.rule.isdigit():
+            raise BadInput(f"--rule {self.rule}: a rule id (`xdpctl rule list`), policy, drop-non-ip or ban")
 
     def describe(self) -> dict:
         return {"verdicts": list(self.verdicts), "classes": list(self.classes) or ["any"],
@@ -146,6 +146,8 @@ def _rule_filter(selection: Selection, target, slots: dict[int, int]) -> tuple[i
         return 1 << contract.TRACE_BY_POLICY, contract.TRACE_ANY_SLOT
     if selection.rule == "drop-non-ip":
         return 1 << contract.TRACE_BY_NON_IP, contract.TRACE_ANY_SLOT
+    if selection.rule == "ban":
+        return 1 << contract.TRACE_BY_BAN, contract.TRACE_ANY_SLOT
     rule_id = int(selection.rule)
     for slot, rid in slots.items():
         if rid == rule_id:
