@@ -198,7 +198,10 @@ run_tests() {
         "$py" -m pytest "${common[@]}" tests/unit
     fi
     say "kernel tests (root: real XDP programs on veths in namespaces)"
-    as_root env XDPCTL_REQUIRE_KERNEL_TESTS=1 "$py" -m pytest "${common[@]}" tests/kernel
+    # Into the machine's compile cache, which the matrix below reads: its host
+    # checks and its guests then load what these tests compiled.
+    as_root env XDPCTL_REQUIRE_KERNEL_TESTS=1 XDPCTL_CACHE_DIR=/var/cache/xdpctl \
+        "$py" -m pytest "${common[@]}" --durations=15 tests/kernel
     # The kernels users run: every variant of the program, the kernel tests
     # marked `matrix` and selftest, on this kernel and in VMs booted with
     # Debian 12's 6.1 and 6.12 (scripts/vm.sh installs what it needs).

@@ -98,8 +98,7 @@ def test_block_bans_the_source_the_ban_drops_and_ban_add_del_list(klab):
     class's drop and in the ban, not in the rule's hits); the ban expires by
     itself; ban add/del/list edit and read the list with no reload."""
     klab.xdpctl("attach", klab.iface)
-    r = klab.xdpctl("ban", "list", klab.iface, check=False)
-    assert r.returncode == 2 and "has no ban list" in r.stderr  # none compiled in yet
+    assert klab.xdpctl.json("ban", "list", klab.iface)["bans"] == []  # no list compiled in yet: no bans
     klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "2", "--block", "6s",
                 "--proto", "udp")
     prog = klab.xdpctl.json("status")["interfaces"][0]["prog_id"]
@@ -134,6 +133,37 @@ def test_block_bans_the_source_the_ban_drops_and_ban_add_del_list(klab):
         assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = klab.xdpctl("ban", "add", klab.iface, "203.0.113.9", "--for", "99999d", check=False)
     assert r.returncode == 2 and "longer than 3650 days" in r.stderr
+    assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog
+
+
+@pytest.mark.parametrize("with_rule", [False, True], ids=["no-rules", "a-rule"])
+def test_ban_add_gives_a_program_without_a_ban_list_one(klab, with_rule):
+    """The first `ban add` on a program without a ban list swaps in the same
+    program with one (counters, rules and hits carry on); the ban drops at
+    once; the next ban add and ban del change only the map."""
+    klab.xdpctl("attach", klab.iface)
+    if with_rule:
+        klab.xdpctl("rule", "add", klab.iface, "drop", "--proto", "tcp", "--dport", "22")
+    assert klab.xdpctl.json("ban", "list", klab.iface) == {
+        "ifname": klab.iface, "bans": [], "total": {"bans": 0, "packets": 0, "bytes": 0}}
+    r = klab.xdpctl("ban", "del", klab.iface, klab.lab.peer4, check=False)
+    assert r.returncode == 2 and f"has no ban on {klab.lab.peer4}" in r.stderr
+    assert udp_counts(udp(klab, 2)) == (2, 0)
+    before = klab.xdpctl.json("status")["interfaces"][0]["prog_id"]
+    out = klab.xdpctl("ban", "add", klab.iface, klab.lab.peer4, "--for", "1h").stdout
+    assert "had no ban list: a new one with it was swapped in" in out
+    prog = klab.xdpctl.json("status")["interfaces"][0]["prog_id"]
+    assert prog != before
+    assert udp_counts(udp(klab, 3, 5)) == (2, 3)  # the counters carried on; the ban dropped all 3
+    (ban,) = klab.xdpctl.json("ban", "list", klab.iface)["bans"]
+    assert (ban["address"], ban["packets"], ban["rule"]) == (klab.lab.peer4, 3, None)
+    out = klab.xdpctl("ban", "add", klab.iface, "203.0.113.9", "--for", "1h").stdout
+    assert "swapped" not in out and klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog
+    rules = klab.xdpctl.json("rule", "list", klab.iface)["rules"]
+    assert [(r["match"], r["hits"]["packets"]) for r in rules] == ([({"proto": "tcp", "dport": 22}, 0)]
+                                                                    if with_rule else [])
+    klab.xdpctl("ban", "del", klab.iface, klab.lab.peer4)
+    assert udp_counts(udp(klab, 1, 6)) == (3, 3)
     assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog
 
 

@@ -369,3 +369,19 @@ def test_rule_list_shows_the_limit_and_what_it_saw():
     console.print(rules_table({"rules": [d]}))
     text = console.export_text()
     assert "over 1000/s per src/24,64, 1,234 within, 0 evicted: proto udp dport 53" in text
+
+
+def test_a_feature_the_layout_lacks_does_not_fit_even_with_no_rules():
+    """`ban add` on a program without the ban list: the needs carry
+    FEAT_BANS and no rule, and the layout must grow (a new program)."""
+    from dataclasses import replace
+
+    from xdpctl.datapath import contract
+    from xdpctl.datapath.layout import Layout
+    from xdpctl.rules.tables import build
+
+    bans = replace(build([]).needs, actions=contract.FEAT_BANS)
+    assert Layout().fits(build([]).needs) and not Layout().fits(bans)
+    grown = Layout().grown(bans)
+    assert grown.engine and grown.actions == contract.FEAT_BANS and grown.fits(bans) and grown.fits(build([]).needs)
+    assert ("XDPCTL_BANS", None) in grown.defines()

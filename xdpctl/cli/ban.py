@@ -15,7 +15,8 @@ def command():
     \b
     A rule with --over RATE --block DURATION bans a source that goes over
     the rate; `ban add` and `ban del` edit the list by hand. Changes take
-    effect at once, with no reload.
+    effect at once, with no reload, except the first `ban add` on a program
+    without a ban list: it swaps in the same program with one.
     """
 
 
@@ -58,7 +59,8 @@ def add(app, iface, address, duration):
     parse_address(address)
     seconds = parse_duration(duration, "--for")
     done = add_ban(app, iface, address, seconds)
-    click.echo(f"banned {done['address']} on {iface} for {show_duration(seconds)}")
+    click.echo(f"banned {done['address']} on {iface} for {show_duration(seconds)}"
+               + (f" ({iface}'s program had no ban list: a new one with it was swapped in)" if done["compiled"] else ""))
 
 
 @command.command("del")

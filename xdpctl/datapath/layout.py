@@ -259,6 +259,8 @@ class Layout:
     def fits(self, needs: Needs) -> bool:
         if (self.kinds ^ needs.kinds) & EXACT_KINDS:
             return False
+        if needs.actions & ~self.actions:
+            return False  # a feature the program lacks (the ban list, with no rule: `ban add`)
         if not needs.kinds and not needs.decisions:
             return True  # no rules: any layout serves
         if not self.engine:

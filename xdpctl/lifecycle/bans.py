@@ -1,7 +1,8 @@
 """The ban list of an interface (--block, `xdpctl ban`): read, add and
 delete entries of the pinned map the program checks before any rule, with
 no reload. The map exists once the interface's program has the ban list
-compiled in (a rule with --block: XDPCTL_FEAT_BANS).
+compiled in (XDPCTL_FEAT_BANS): with the first rule with --block, or the
+first `ban add` (which gives the program one, with the same rules).
 
 Times are the program's clock (bpf_ktime_get_ns, CLOCK_MONOTONIC). A ban
 whose time has passed no longer drops anything; `ban list` removes it.
@@ -9,6 +10,7 @@ whose time has passed no longer drops anything; `ban list` removes it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 
@@ -17,7 +19,7 @@ from ..datapath.layout import Layout
 from ..errors import BadInput
 from ..kernel import libbpf, privileges
 from ..rules.limits import BLOCK_MAX_S, NS, show_duration
-from .deploy import Current
+from .deploy import Current, deploy
 from .ruleops import _managed
 
 
@@ -42,13 +44,24 @@ def parse_address(text, what: str = "ADDRESS") -> tuple[int, bytes]:
     return addr.version, addr.packed.ljust(16, b"\0")
 
 
-def _pin(app, ifname: str):
+def _has_list(target) -> bool:
+    return bool(Layout.unpack(target.meta.layout).actions & contract.FEAT_BANS)
+
+
+def _with_list(app, ifname: str) -> tuple[str, bool]:
+    """The ban list's pin, the program given one first (a new program with
+    the same rules, swapped in atomically) when it has none; and whether it
+    was. Once there, the list stays with the interface's program until detach."""
     target = _managed(app, ifname)
-    layout = Layout.unpack(target.meta.layout)
-    if not layout.actions & contract.FEAT_BANS:
-        raise BadInput(f"{ifname}'s program has no ban list: it is compiled in with the first rule with "
-                       "--block (`xdpctl rule add ... --over RATE --block DURATION`); nothing was changed")
-    return target, target.att.pin(contract.PIN_BANS)
+    if _has_list(target):
+        return target.att.pin(contract.PIN_BANS), False
+    current = Current.read(target)
+    deploy(app, target, mode=current.mode, options=current.options, rules=current.rules,
+           next_id=current.next_id, next_seq=current.next_seq, current=current, features=contract.FEAT_BANS)
+    target = _managed(app, ifname)
+    if not _has_list(target):  # the swap was refused or undone; deploy raised, so never here
+        raise BadInput(f"{ifname}'s program did not get a ban list; nothing was changed")
+    return target.att.pin(contract.PIN_BANS), True
 
 
 def _address(family: int, raw: bytes) -> str:
@@ -58,7 +71,10 @@ def _address(family: int, raw: bytes) -> str:
 def listing(app, ifname: str) -> dict:
     """The live bans, soonest to end first, and their totals; expired ones are removed."""
     privileges.require_bpf("reading the ban list")
-    target, path = _pin(app, ifname)
+    target = _managed(app, ifname)
+    if not _has_list(target):
+        return {"ifname": ifname, "bans": [], "total": {"bans": 0, "packets": 0, "bytes": 0}}
+    path = target.att.pin(contract.PIN_BANS)
     rule_of = {r.slot: r.id for r in Current.read(target).rules}
     now = now_ns()
     bans = []
@@ -110,21 +126,22 @@ def add(app, ifname: str, address: str, seconds: int) -> dict:
         raise BadInput(f"--for must be from 1s to 3650 days; got {show_duration(seconds)}")
     privileges.require_attach(f"changing the ban list of {ifname}")
     with app.state.lock():
-        _, path = _pin(app, ifname)
+        path, compiled = _with_list(app, ifname)
         now = now_ns()
         with libbpf.opened(path) as fd:
             libbpf.map_update(fd, contract.BAN_KEY.pack(family, raw),
                               contract.BAN.pack(now + seconds * NS, now, 0, 0, contract.NO_RULE, 0))
-    return {"ifname": ifname, "address": _address(family, raw), "seconds": seconds}
+    return {"ifname": ifname, "address": _address(family, raw), "seconds": seconds, "compiled": compiled}
 
 
 def delete(app, ifname: str, address: str) -> dict:
     family, raw = parse_address(address)
     privileges.require_attach(f"changing the ban list of {ifname}")
     with app.state.lock():
-        _, path = _pin(app, ifname)
-        with libbpf.opened(path) as fd:
-            if not libbpf.map_delete(fd, contract.BAN_KEY.pack(family, raw)):
+        target = _managed(app, ifname)
+        path = target.att.pin(contract.PIN_BANS) if _has_list(target) else None
+        with contextlib.nullcontext(None) if path is None else libbpf.opened(path) as fd:
+            if fd is None or not libbpf.map_delete(fd, contract.BAN_KEY.pack(family, raw)):
                 raise BadInput(f"{ifname} has no ban on {_address(family, raw)}; `xdpctl ban list {ifname}` "
                                "shows them")
     return {"ifname": ifname, "address": _address(family, raw)}

@@ -26,7 +26,7 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..datapath import contract
@@ -111,13 +111,18 @@ def _meta(target: Target, app, *, prog_id: int, pending: int, mode: str, options
 
 
 def deploy(app, target: Target, *, mode: str, options: FilterOptions, rules: list[Rule],
-           next_id: int, next_seq: int, force: bool = False, current: Current | None = None) -> Outcome:
+           next_id: int, next_seq: int, force: bool = False, current: Current | None = None,
+           features: int = 0) -> Outcome:
     """Make target carry options and rules in mode. Call with the lock held.
-    current: Current.read(target), when the caller has read it under the lock."""
+    current: Current.read(target), when the caller has read it under the lock;
+    features: layout bits the program must have beyond what the rules need
+    (contract.FEAT_BANS: the ban list, for `ban add`)."""
     att = target.att
     if current is None and target.ours:
         current = Current.read(target)
     built = build(rules)
+    if features:
+        built = replace(built, needs=replace(built.needs, actions=built.needs.actions | features))
     if current is not None and current.options == options and current.mode == mode \
             and current.layout.fits(built.needs):
         if current.layout.engine:
