@@ -179,11 +179,17 @@ def by(result: list[dict], *labels: str) -> dict:
     return {tuple(r["metric"][label] for label in labels): int(float(r["value"][1])) for r in result}
 
 
-def dashboard_queries(flows: bool = False) -> list[str]:
-    """The dashboard's queries: those of the flow table's panel (which finds
-    only interfaces with an --established rule) with flows, the others without."""
+# The panels of a feature find only the interfaces that use it.
+FEATURE_METRICS = {"flows": ("xdpctl_flow",), "limits": ("xdpctl_ban", "xdpctl_limit_")}
+
+
+def dashboard_queries(feature: str | None = None) -> list[str]:
+    """The dashboard's queries of a feature's panels, or (None) of the others."""
+    def of(expr: str) -> str | None:
+        return next((f for f, names in FEATURE_METRICS.items() if any(n in expr for n in names)), None)
+
     d = json.loads(DASHBOARD.read_text())
-    return [t["expr"] for p in d["panels"] for t in p["targets"] if ("xdpctl_flow" in t["expr"]) == flows]
+    return [t["expr"] for p in d["panels"] for t in p["targets"] if of(t["expr"]) == feature]
 
 
 def as_queried(expr: str, iface: str, netns: str) -> str:
@@ -279,7 +285,7 @@ def test_the_flow_table_gauges_are_what_flows_says(klab):
         assert got == {"xdpctl_flows": 2, "xdpctl_flow_table_entries": entry["table"]["entries"],
                        "xdpctl_flow_table_size": entry["table"]["size"]}
         assert entry["table"]["size"] == 262144
-        for expr in dashboard_queries(flows=True):
+        for expr in dashboard_queries("flows"):
             (series,) = prom.wait(as_queried(expr, klab.iface, lab.host_netns), lambda r: r != [])
             assert series["metric"]["interface"] == klab.iface
         # The last --established rule gone, the table goes with its series.
@@ -371,9 +377,11 @@ def test_cap_bpf_and_a_read_only_bpffs_are_enough(klab):
     assert options and options[-1].split(",")[0] == "rw", options  # the last mount there is the one seen
 
 
+@needs_prometheus
 def test_bans_and_evictions_are_served(klab):
     """A rule with --over and --block: after a burst the peer is banned; the
-    scrape serves the live bans, what they dropped, and the evictions."""
+    scrape serves the live bans, what they dropped, and the evictions; a real
+    Prometheus stores them and the dashboard's panel of them finds the lab."""
     klab.xdpctl("attach", klab.iface)
     klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "2", "--block", "1h",
                 "--proto", "udp")
@@ -386,5 +394,11 @@ def test_bans_and_evictions_are_served(klab):
         assert f"xdpctl_bans{labels} 1.0" in text
         assert f"xdpctl_ban_dropped_packets{labels} 2.0" in text  # the 4th and 5th frames
         assert f"xdpctl_limit_evictions{labels} 0.0" in text
+        with prometheus(exp.port) as prom:
+            for expr in dashboard_queries("limits"):
+                (series,) = prom.wait(as_queried(expr, klab.iface, klab.lab.host_netns), lambda r: r != [])
+                assert series["metric"]["interface"] == klab.iface
+            sel = selector(klab.iface, klab.lab.host_netns)
+            assert int(float(prom.query(f"xdpctl_ban_dropped_packets{sel}")[0]["value"][1])) == 2
         code, err = stop(exp.proc, signal.SIGTERM)
     assert code == 0, err
