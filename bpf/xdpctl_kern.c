@@ -313,9 +313,8 @@ static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_p
 	lim = xdpctl_limits.lookup(&slot);
 	if (!lim || !(lim->flags & XDPCTL_LIMIT_ON))
 		return 0;  /* not limited: it matches */
-	st = xdpctl_lstats.lookup(&slot);
-	if (!st)
-		return 0;  /* never (slot < XDPCTL_SLOTS), but the verifier needs the check */
+	/* The statistics (st) are looked up only where they change: a frame
+	 * over its key's rate, a flood's, pays no lookup for them. */
 	xdpctl_limit_key_of(&key, slot, lim, pkt, l3);
 	/* The precise clock: a coarse one would let a burst through in steps of a tick. */
 	now = bpf_ktime_get_ns();
@@ -327,7 +326,9 @@ static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_p
 	} else if (!xdpctl_ceiling_admits(slot, lim, now, pkt->bytes)) {
 		/* Not in the table and over the ceiling: over, and the key is
 		 * not added (a spoofed flood cannot churn the table past it). */
-		st->ceiling_over++;
+		st = xdpctl_lstats.lookup(&slot);
+		if (st)
+			st->ceiling_over++;
 		return 0;
 	} else {
 		/* A full bucket (the LRU evicts the oldest key to make room). */
@@ -335,11 +336,16 @@ static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_p
 		fresh.last_ns = now;
 		within = !xdpctl_bucket_over(&fresh, lim, now, pkt->bytes);
 		xdpctl_buckets.update(&key, &fresh);
-		st->new_keys++;
+		st = xdpctl_lstats.lookup(&slot);
+		if (st)
+			st->new_keys++;
 	}
 	if (within) {
-		st->within++;
-		st->within_bytes += pkt->bytes;
+		st = xdpctl_lstats.lookup(&slot);
+		if (st) {
+			st->within++;
+			st->within_bytes += pkt->bytes;
+		}
 	}
 #ifdef XDPCTL_BANS
 	else if (lim->block_ns) {
