@@ -51,12 +51,15 @@ from scapy.layers.l2 import ARP, LLC, STP, Dot1AD, Dot1Q, Dot3, Ether  # noqa: E
 from scapy.packet import Padding, Raw  # noqa: E402
 from scapy.utils import PcapReader, wrpcap  # noqa: E402
 
+from . import spread  # noqa: E402
 from .endpoints import Endpoints  # noqa: E402
 
 PROFILES = ("mix", "ip", "non-ip", "syn-flood", "udp-flood", "icmp-flood")
 LLDP_MAC = "01:80:c2:00:00:0e"
 STP_MAC = "01:80:c2:00:00:00"
-MAX_DISTINCT_SOURCES = 1024  # a flood cycles through at most this many built frames
+SCAPY_SOURCES = 1024  # up to this many sources, scapy builds each frame; past it, spread.py writes them in
+MAX_DISTINCT_SOURCES = 1 << 20  # a flood cycles through at most this many sources
+MAX_SPREAD_BYTES = 256 << 20  # and at most this much memory of frames (--size makes them longer)
 
 
 def _eth(ep: Endpoints, vlans: tuple[int, ...] = ()):
@@ -109,13 +112,19 @@ def _mix(ep: Endpoints, vlans: tuple[int, ...]) -> list:
     ]
 
 
-def _sources(cidr: str | None, n: int, rng: random.Random) -> list[str | None]:
-    if not cidr:
-        return [None]
-    net = ipaddress.ip_network(cidr, strict=False)
-    if net.num_addresses <= n:
-        return [str(a) for a in (net if net.num_addresses <= 2 else net.hosts())] or [str(net.network_address)]
-    return [str(net.network_address + rng.randrange(net.num_addresses)) for _ in range(n)]
+def _flood_frames(profile: str, ep: Endpoints, vlans: tuple[int, ...], src_cidr: str | None, size: int | None,
+                  count: int | None, rng: random.Random) -> list[bytes]:
+    """A flood's frames, one per source address of --src (as many as will be
+    sent, up to MAX_DISTINCT_SOURCES and MAX_SPREAD_BYTES)."""
+    if not src_cidr:
+        return [_pad(_flood(profile, ep, vlans, None), size)]
+    net = ipaddress.ip_network(src_cidr, strict=False)
+    first = _pad(_flood(profile, ep, vlans, str(net.network_address)), size)
+    most = min(MAX_DISTINCT_SOURCES, MAX_SPREAD_BYTES // len(first), count or MAX_DISTINCT_SOURCES)
+    addrs = spread.sources(net, most, rng)
+    if len(addrs) <= SCAPY_SOURCES:
+        return [_pad(_flood(profile, ep, vlans, str(ipaddress.ip_address(a))), size) for a in addrs]
+    return spread.spread(first, addrs)
 
 
 def _flood(kind: str, ep: Endpoints, vlans: tuple[int, ...], src: str | None) -> object:
@@ -149,8 +158,10 @@ def build(
     src_cidr: str | None = None,
     size: int | None = None,
     seed: int = 0,
+    count: int | None = None,
 ) -> list[bytes]:
-    """The distinct frames of a profile, as bytes. Sending cycles through them."""
+    """The distinct frames of a profile, as bytes. Sending cycles through them;
+    count (the frames to be sent, if known) bounds a flood's sources."""
     rng = random.Random(seed)
     if profile == "mix":
         pkts = _mix(ep, vlans)
@@ -159,7 +170,7 @@ def build(
     elif profile == "non-ip":
         pkts = [p for p in _mix(ep, vlans) if not (p.haslayer(IP) or p.haslayer(IPv6))]
     elif profile in ("syn-flood", "udp-flood", "icmp-flood"):
-        pkts = [_flood(profile, ep, vlans, s) for s in _sources(src_cidr, MAX_DISTINCT_SOURCES, rng)]
+        return _flood_frames(profile, ep, vlans, src_cidr, size, count, rng)
     else:
         raise ValueError(profile)
     return [_pad(p, size) for p in pkts]

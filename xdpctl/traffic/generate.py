@@ -106,14 +106,20 @@ def build_frames(req: GenRequest, ep: Endpoints) -> list[bytes]:
         if not out:
             raise BadInput(f"{req.pcap!r} holds no frames")
         return out
-    return frames.build(req.profile, ep, vlans=req.vlans, src_cidr=req.src_cidr, size=req.size, seed=req.seed)
+    count = req.count
+    if count is None and req.rate and req.duration:  # paced for a time: about this many
+        count = math.ceil(req.rate * req.duration)
+    return frames.build(req.profile, ep, vlans=req.vlans, src_cidr=req.src_cidr, size=req.size, seed=req.seed,
+                        count=count)
 
 
 def tally(frames_: list[bytes], per_frame: list[int]) -> dict:
     """Frames sent per class, as {class: {"sent": {"packets", "bytes"}}}."""
     out = {cls: {"sent": {"packets": 0, "bytes": 0}} for cls in contract.CLASSES}
+    template = getattr(frames_, "template", None)  # a Spread: all of the template's class
+    one = classify.classify(template) if template is not None else None
     for frame, n in zip(frames_, per_frame):
-        c = out[classify.classify(frame)]["sent"]
+        c = out[one or classify.classify(frame)]["sent"]
         c["packets"] += n
         c["bytes"] += n * len(frame)
     return out

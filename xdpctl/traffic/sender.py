@@ -99,17 +99,27 @@ class Sender:
         if count is None and duration is None:
             raise ValueError("a send must be bounded by a count or a duration")
         n = len(frames)
-        # One ring of messages whose length is a multiple of n, so that every
-        # batch starts again at frame 0 and needs no rebuilding.
-        ring_len = max(n, (BATCH // n) * n)
-        bufs = [ctypes.create_string_buffer(f, len(f)) for f in frames]
-        iovs = (_IoVec * n)(*[_IoVec(ctypes.addressof(b), len(f)) for b, f in zip(bufs, frames)])
+        # The frames in one buffer, an iovec each.
+        block = ctypes.create_string_buffer(b"".join(frames), sum(map(len, frames)))
+        iovs = (_IoVec * n)()
+        at = ctypes.addressof(block)
+        for iov, f in zip(iovs, frames):
+            iov.iov_base, iov.iov_len = at, len(f)
+            at += len(f)
+        iov_at, iov_size = ctypes.addressof(iovs), ctypes.sizeof(_IoVec)
+        # Up to BATCH frames: one ring of messages whose length is a multiple
+        # of n, so that every batch starts again at frame 0 and needs no
+        # rebuilding. More (a flood from many sources): a ring of BATCH
+        # messages pointed at the next frames before each batch.
+        ring_len = max(n, (BATCH // n) * n) if n <= BATCH else BATCH
         msgs = (_MMsgHdr * ring_len)()
         for i in range(ring_len):
-            msgs[i].msg_hdr.msg_iov = ctypes.pointer(iovs[i % n])
+            msgs[i].msg_hdr.msg_iov = ctypes.cast(iov_at + (i % n) * iov_size, ctypes.POINTER(_IoVec))
             msgs[i].msg_hdr.msg_iovlen = 1
         fd = self.sock.fileno()
         base, msg_size = ctypes.addressof(msgs), ctypes.sizeof(_MMsgHdr)
+        # msg_iov of message i, as a raw pointer field (rewritten per batch when n > BATCH)
+        iov_field = _MsgHdr.msg_iov.offset
 
         result = SendResult(per_frame=[0] * n)
         start = time.monotonic()
@@ -124,6 +134,11 @@ class Sender:
             want = chunk if count is None else min(chunk, count - result.sent)
             offset = result.sent % ring_len
             want = min(want, ring_len - offset)
+            if n > BATCH:
+                first = result.sent % n
+                for k in range(want):
+                    ctypes.c_void_p.from_address(base + (offset + k) * msg_size + iov_field).value = \
+                        iov_at + ((first + k) % n) * iov_size
             done = _libc.sendmmsg(fd, base + offset * msg_size, want, 0)
             if done < 0:
                 err = ctypes.get_errno()
@@ -133,8 +148,9 @@ class Sender:
                     continue
                 raise OSError(err, os.strerror(err))
             retries = 0
+            first = result.sent % n
             for k in range(done):
-                result.per_frame[(offset + k) % n] += 1
+                result.per_frame[(first + k) % n] += 1
             result.sent += done
             if progress:
                 progress(result.sent)
