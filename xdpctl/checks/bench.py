@@ -290,32 +290,25 @@ def bench_limits(options: FilterOptions, repeat: int = DEFAULT_REPEAT, rounds: i
     limited = Rule(ACTIONS["drop"], everything, 1000, False, 1, 1, 0,
                    limit=parse_limit({"over": "1/h", "burst": "1"}, everything))
     frames = bench_frames()
-    loaded, stand = [], None
-    with contextlib.ExitStack() as stack:
-        try:
-            loaded.append(compile_and_load(empty_program()))
-            loaded.append(_with_rules(options, [plain], stack.enter_context(scratch_dir("bench"))))
-            for case in ("limited", "spoofed"):
-                directory = stack.enter_context(scratch_dir("bench"))
-                loaded.append(_with_rules(options, [limited], directory))
-                layout = Layout().grown(build([limited]).needs)
-                engine.write_limits(os.path.join(directory, layout.pin_limits()), [limited])
-                if case == "spoofed":
-                    # The ceiling's bucket, empty: every frame's key is refused entry.
-                    key = contract.LIMIT_KEY.pack(0, contract.LIMIT_FAMILY_CEILING, 0, 0, 0, 0, 0, b"", b"")
-                    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 3600 * NS
-                    with libbpf.opened(os.path.join(directory, contract.PIN_BUCKETS)) as fd:
-                        libbpf.map_update(fd, key, contract.BUCKET.pack(0, now))
-            stand = Stand()
-            rows = measure(Contender("empty", loaded[0].prog_fd),
-                           [Contender("plain", loaded[1].prog_fd), Contender("limited", loaded[2].prog_fd),
-                            Contender("spoofed", loaded[3].prog_fd)],
-                           frames, repeat, rounds, stand)
-        finally:
-            if stand is not None:
-                stand.close()
-            for item in loaded:
-                item.close()
+    with contextlib.ExitStack() as stack:  # closes, last first: the stand, the programs, their pin dirs
+        def held(thing):
+            return stack.enter_context(contextlib.closing(thing))
+
+        empty = held(compile_and_load(empty_program()))
+        programs = {"plain": held(_with_rules(options, [plain], stack.enter_context(scratch_dir("bench"))))}
+        for case in ("limited", "spoofed"):
+            directory = stack.enter_context(scratch_dir("bench"))
+            programs[case] = held(_with_rules(options, [limited], directory))
+            layout = Layout().grown(build([limited]).needs)
+            engine.write_limits(os.path.join(directory, layout.pin_limits()), [limited])
+            if case == "spoofed":
+                # The ceiling's bucket, empty: every frame's key is refused entry.
+                key = contract.LIMIT_KEY.pack(0, contract.LIMIT_FAMILY_CEILING, 0, 0, 0, 0, 0, b"", b"")
+                now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 3600 * NS
+                with libbpf.opened(os.path.join(directory, contract.PIN_BUCKETS)) as fd:
+                    libbpf.map_update(fd, key, contract.BUCKET.pack(0, now))
+        rows = measure(Contender("empty", empty.prog_fd), [Contender(n, p.prog_fd) for n, p in programs.items()],
+                       frames, repeat, rounds, held(Stand()))
     for row in rows:
         row["limited_over_plain"] = round(row["limited_ns"] / row["plain_ns"], 3)
         row["spoofed_over_plain"] = round(row["spoofed_ns"] / row["plain_ns"], 3)
