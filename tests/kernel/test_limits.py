@@ -136,6 +136,54 @@ def test_block_bans_the_source_the_ban_drops_and_ban_add_del_list(klab):
     assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog
 
 
+def buckets_memory(klab) -> tuple[int, int]:
+    """The buckets map's (max_entries, locked memory in bytes), from its pin."""
+    from state_checks import attachment
+    from xdpctl.kernel import libbpf
+
+    with libbpf.opened(attachment(klab).pin("buckets")) as fd:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            memlock = next(int(line.split()[1]) for line in f if line.startswith("memlock:"))
+        return libbpf.map_info(fd).max_entries, memlock
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["ceiling", "no-ceiling"])
+def test_a_flood_from_100000_sources_is_held_by_the_ceiling_in_a_fixed_table(klab, held):
+    """gen --src spreads 100,000 UDP frames over as many sources, each new to
+    the rule's table. With the default ceiling (64 x 100/s: 6,400/s, a burst
+    of 6,400) the frames passed are at least its burst and at most what it
+    allows in the whole run; without it, every new source passes. Either way
+    the table keeps its size and memory and the evictions add up."""
+    import json
+    import time
+
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "100/s", *([] if held else ["--ceiling", "none"]),
+                "--proto", "udp")
+    before = buckets_memory(klab)
+    start = time.monotonic()
+    r = klab.xdpctl("gen", "--lab", klab.lab.name, "--profile", "udp-flood", "--src", "10.0.0.0/8",
+                    "--count", "100000", "--json", timeout=300)
+    sent = json.loads(r.stdout)
+    assert (sent["frames"], sent["distinct_frames"]) == (100000, 100000)
+    counters = klab.wait_for_total(100000)
+    window = time.monotonic() - start
+    entry = rule_entry(klab)
+    seen = entry["limit"]
+    passed, dropped = udp_counts(counters)
+    assert (passed, dropped) == (seen["within"]["packets"], entry["hits"]["packets"]) and passed + dropped == 100000
+    assert buckets_memory(klab) == before and before[0] == 65536
+    # Each admitted source's first frame found a full bucket: keys added = frames passed.
+    assert seen["keys"] <= 65536 and seen["evictions"] == passed - seen["keys"]
+    if held:
+        assert entry["ceiling"] == "6400/s"
+        assert 6400 <= passed <= 6400 + 6400 * window, (passed, window)
+        assert seen["ceiling_over"] == dropped
+    else:
+        assert passed == 100000 and dropped == 0 and seen["ceiling_over"] == 0
+        assert seen["evictions"] >= 100000 - 65536  # the table churned
+
+
 @pytest.mark.parametrize("with_rule", [False, True], ids=["no-rules", "a-rule"])
 def test_ban_add_gives_a_program_without_a_ban_list_one(klab, with_rule):
     """The first `ban add` on a program without a ban list swaps in the same
