@@ -41,13 +41,15 @@ run_check() {
 }
 
 # One pytest run (a guest pays Python's start-up and the collection once),
-# then one result line per test file, from pytest's own JUnit report: a file
-# with any test failed or in error fails, with the count.
+# a line per test as it ends (guests run side by side, their lines led by
+# the kernel: a line of dots would show only at the end) and the slowest
+# tests; then one result line per test file, from pytest's own JUnit report:
+# a file with any test failed or in error fails, with the count.
 kernel_tests() {
     local xml rc=0
     xml=$(mktemp -t xdpctl-matrix-XXXXXX.xml)
     printf '\n==> matrix kernel tests (-m matrix) on %s\n' "$(uname -r)"
-    "$PY" -m pytest -p no:cacheprovider -q -rs -s --durations=12 -m matrix --junitxml="$xml" tests/kernel || rc=$?
+    "$PY" -m pytest -p no:cacheprovider -v -rs -s --durations=12 -m matrix --junitxml="$xml" tests/kernel || rc=$?
     "$PY" - "$xml" "$(uname -r)" "$rc" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
