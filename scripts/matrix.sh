@@ -16,8 +16,7 @@
 #              and each datapath feature's own
 #   selftest   `xdpctl selftest`: lab, attach, traffic, every counter checked
 #
-# The guests run side by side (XDPCTL_MATRIX_SERIAL=1: one after the other).
-# The host runs the checks first, into the compile cache (/var/cache/xdpctl); a
+# The host runs them first, into the compile cache (/var/cache/xdpctl); a
 # guest sees that cache read-only, so it verifies and loads each program
 # without compiling it (a BCC compile takes ~150 s in an emulated guest).
 # Run as root or as a user with sudo, after scripts/setup.sh setup.
@@ -41,10 +40,10 @@ run_check() {
 }
 
 # One pytest run (a guest pays Python's start-up and the collection once),
-# a line per test as it ends (guests run side by side, their lines led by
-# the kernel: a line of dots would show only at the end) and the slowest
-# tests; then one result line per test file, from pytest's own JUnit report:
-# a file with any test failed or in error fails, with the count.
+# a line per test as it ends and the slowest tests at the end (a guest's
+# line of dots shows only when full: minutes), then one result line per
+# test file, from pytest's own JUnit report: a file with any test failed or
+# in error fails, with the count.
 kernel_tests() {
     local xml rc=0
     xml=$(mktemp -t xdpctl-matrix-XXXXXX.xml)
@@ -100,40 +99,23 @@ elif [ "${#kernels[@]}" -eq 0 ]; then
     kernels=(6.1 6.12)
 fi
 log=$(mktemp -t xdpctl-matrix.XXXXXX)
-trap 'rm -f "$log" "$log".*' EXIT
+trap 'rm -f "$log" "$log.guest"' EXIT
 declare -A wall
 
 printf '==> kernel matrix: %s (host) and %s\n' "$(uname -r)" "${kernels[*]:-no VM}"
 start=$(date +%s)
 as_root env XDPCTL_CACHE_DIR="$XDPCTL_CACHE_DIR" "$0" --checks 2>&1 | tee -a "$log"
 wall[host]=$(( $(date +%s) - start ))
-# One guest: its output to $log.<kernel>, and here (each line led by the
-# kernel when guests run side by side); its wall time to $log.<kernel>.wall.
-guest() {
-    local k=$1 lead=$2 start
-    start=$(date +%s)
-    scripts/vm.sh --timeout "$GUEST_TIMEOUT" "$k" -- env XDPCTL_CACHE_DIR="$XDPCTL_CACHE_DIR" \
-        scripts/matrix.sh --checks 2>&1 | tee "$log.$k" | sed -u "s/^/$lead/" || true
-    echo $(( $(date +%s) - start )) >"$log.$k.wall"
-}
-# The guests run side by side: an emulated guest's checks keep about one CPU
-# busy (one Python process at a time), so on two cores both finish in about
-# the time of one. XDPCTL_MATRIX_SERIAL=1 runs them one after the other.
-if [ "${#kernels[@]}" -gt 1 ] && [ "${XDPCTL_MATRIX_SERIAL:-0}" != 1 ]; then
-    scripts/vm.sh --prepare "${kernels[@]}"  # installs first, once
-    for k in "${kernels[@]}"; do
-        XDPCTL_VM_SLOTS=${#kernels[@]} guest "$k" "[$k] " &
-    done
-    wait
-else
-    for k in "${kernels[@]}"; do guest "$k" ""; done
-fi
 for k in "${kernels[@]}"; do
-    cat "$log.$k" >>"$log"
+    start=$(date +%s)
+    : >"$log.guest"
+    scripts/vm.sh --timeout "$GUEST_TIMEOUT" "$k" -- env XDPCTL_CACHE_DIR="$XDPCTL_CACHE_DIR" \
+        scripts/matrix.sh --checks 2>&1 | tee "$log.guest" || true
+    cat "$log.guest" >>"$log"
     # The guest's wall time from boot to exit, as vm.sh measured it (not the
     # wait for another VM on the machine); else from here.
-    wall[$k]=$(grep -E '^vm.sh: .*(exit code [0-9]+|timed out) after [0-9]+s' "$log.$k" | grep -oE '[0-9]+s' | tail -n 1 | tr -d s)
-    [ -n "${wall[$k]}" ] || wall[$k]=$(cat "$log.$k.wall")
+    wall[$k]=$(grep -E '^vm.sh: .*(exit code [0-9]+|timed out) after [0-9]+s' "$log.guest" | grep -oE '[0-9]+s' | tail -n 1 | tr -d s)
+    [ -n "${wall[$k]}" ] || wall[$k]=$(( $(date +%s) - start ))
 done
 
 # The table: one row per kernel, one column per check the host ran; a check

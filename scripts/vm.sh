@@ -2,7 +2,6 @@
 # Run a command as root under another Linux kernel, in a virtme-ng VM.
 #
 #   scripts/vm.sh [OPTIONS] KERNEL -- COMMAND [ARG...]
-#   scripts/vm.sh --prepare KERNEL...   install what the VMs need, boot none
 #
 #   KERNEL   6.1    Debian 12's default kernel (linux-image-amd64)
 #            6.12   Debian 12's 6.12 LTS kernel (linux-image-6.12-amd64)
@@ -19,8 +18,6 @@
 #   --console          show the guest's boot console (slow; for debugging)
 #
 # Only one VM runs at a time on a machine: a second vm.sh waits for the first.
-# XDPCTL_VM_SLOTS=N lets N run at once (scripts/matrix.sh runs its two
-# guests side by side: each keeps one emulated CPU busy, not two).
 #
 # Examples:
 #   scripts/vm.sh 6.1 -- uname -r
@@ -51,8 +48,6 @@ TIMEOUT=${XDPCTL_VM_TIMEOUT:-3600}
 MEMORY=4G
 CPUS=2
 CONSOLE=0
-PREPARE=0
-SLOTS=${XDPCTL_VM_SLOTS:-1}
 RODIRS=()
 OVERLAYS=()
 
@@ -101,21 +96,15 @@ while [ $# -gt 0 ]; do
         --overlay) OVERLAYS+=("${2:?}"); shift 2 ;;
         --overlay=*) OVERLAYS+=("${1#*=}"); shift ;;
         --console) CONSOLE=1; shift ;;
-        --prepare) PREPARE=1; shift ;;
         -h | --help) usage 0 ;;
         --) die "no KERNEL before --" ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) break ;;
     esac
 done
-[[ $SLOTS =~ ^[1-9]$ ]] || die "XDPCTL_VM_SLOTS takes 1 to 9, not '$SLOTS'"
-if [ "$PREPARE" -eq 0 ]; then
-    [ $# -ge 3 ] && [ "$2" = "--" ] || usage
-    KERNEL=$1
-    shift 2
-else
-    [ $# -ge 1 ] || usage
-fi
+[ $# -ge 3 ] && [ "$2" = "--" ] || usage
+KERNEL=$1
+shift 2
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "--timeout takes whole seconds, not '$TIMEOUT'"
 [[ $CPUS =~ ^[1-9][0-9]*$ ]] || die "--cpus takes a number, not '$CPUS'"
 
@@ -173,32 +162,15 @@ NOT_NEEDED+=,iTCO_wdt,intel_pmc_bxt,psmouse,serio_raw,pcspkr,i2c_i801,lpc_ich,po
 
 # --- the run ---------------------------------------------------------------
 
-if [ "$PREPARE" -eq 1 ]; then  # installs only: run before VMs start side by side
-    for KERNEL in "$@"; do resolve_kernel; done
-    ensure_vng
-    as_root mkdir -p "$VM_HOME/slots"
-    exit 0
-fi
 resolve_kernel
 ensure_vng
 # One VM at a time on this machine: two emulated guests on two cores would
 # each run at half speed, and both could pass their timeouts. The lock is on
 # the runner's own (root-owned) directory, held until this script exits.
-# With XDPCTL_VM_SLOTS=N, the first free of N slots (slot 0 is that lock;
-# the others are directories vm.sh --prepare makes under it).
 exec 9<"$VM_HOME"
 if ! flock -n 9; then
-    taken=1
-    for ((i = 1; i < SLOTS; i++)); do
-        [ -d "$VM_HOME/slots/$i" ] || as_root mkdir -p "$VM_HOME/slots/$i"
-        exec 9<"$VM_HOME/slots/$i"
-        if flock -n 9; then taken=0; break; fi
-    done
-    if [ "$taken" -eq 1 ]; then
-        say "$SLOTS VM(s) already run on this machine; waiting for the first to finish"
-        exec 9<"$VM_HOME"
-        flock 9
-    fi
+    say "another VM is running on this machine; waiting for it to finish"
+    flock 9
 fi
 export PATH=$VNG_VENV/bin:$PATH  # vng runs virtme-run by name
 

@@ -36,7 +36,7 @@ def rule_entry(klab) -> dict:
 
 
 @pytest.mark.matrix
-def test_a_burst_passes_burst_frames_and_the_buckets_survive_a_replace(klab, tmp_path):
+def test_a_burst_passes_burst_frames_and_the_buckets_survive_a_replace(klab):
     klab.xdpctl("attach", klab.iface)
     # 1/h: no token comes back while the test runs, so every count is exact.
     klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "5", "--proto", "udp")
@@ -61,8 +61,13 @@ def test_a_burst_passes_burst_frames_and_the_buckets_survive_a_replace(klab, tmp
     assert rule_entry(klab)["hits"]["packets"] == 7
     assert rule_entry(klab)["limit"]["within"]["packets"] == 5 and rule_entry(klab)["limit"]["keys"] == 1
 
-    # export writes the limit; apply of it changes nothing; on a fresh
-    # attachment it makes the same rule.
+
+def test_export_and_apply_carry_the_limit(klab, tmp_path):
+    """export writes the limit; apply of it changes nothing; on a fresh
+    attachment it makes the same rule."""
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "5", "--proto", "udp")
+    entry = rule_entry(klab)
     exported = klab.xdpctl("export").stdout
     assert 'over = "1/h", burst = 5, per = "src", table = 65536, ceiling = "64/h"' in exported
     path = tmp_path / "x.toml"
