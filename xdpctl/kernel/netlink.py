@@ -23,6 +23,7 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink import NLM_F_REQUEST, genlmsg
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from .. import validate
 from ..errors import (
@@ -482,7 +483,10 @@ class Netlink:
             address=str(iface.ip),
             prefixlen=iface.network.prefixlen,
             family=10 if iface.version == 6 else 2,
-            flags=0x80 if iface.version == 6 else 0,  # IFA_F_NODAD: usable at once
+            # IFA_F_NODAD (0x02): usable at once. Without it (0x80 was here, IFA_F_PERMANENT
+            # by mistake) an IPv6 address was tentative for a second or two after the link
+            # came up, and a connect() from it then failed with EADDRNOTAVAIL.
+            flags=IFA_F_NODAD if iface.version == 6 else 0,
         )
 
     def neigh_add(self, ifname: str, address: str, mac: str) -> None:
