@@ -265,7 +265,7 @@ class Layout:
             return True  # no rules: any layout serves
         if not self.engine:
             return False
-        if needs.kinds & ~self.kinds or needs.tries & ~self.tries or needs.actions & ~self.actions:
+        if needs.kinds & ~self.kinds or needs.tries & ~self.tries:
             return False
         if needs.general and self.words * 64 < needs.general:
             return False

@@ -10,7 +10,6 @@ whose time has passed no longer drops anything; `ban list` removes it.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import time
 
@@ -58,10 +57,7 @@ def _with_list(app, ifname: str) -> tuple[str, bool]:
     current = Current.read(target)
     deploy(app, target, mode=current.mode, options=current.options, rules=current.rules,
            next_id=current.next_id, next_seq=current.next_seq, current=current, features=contract.FEAT_BANS)
-    target = _managed(app, ifname)
-    if not _has_list(target):  # the swap was refused or undone; deploy raised, so never here
-        raise BadInput(f"{ifname}'s program did not get a ban list; nothing was changed")
-    return target.att.pin(contract.PIN_BANS), True
+    return _managed(app, ifname).att.pin(contract.PIN_BANS), True  # deploy raises if the swap fails
 
 
 def _address(family: int, raw: bytes) -> str:
@@ -98,10 +94,7 @@ def listing(app, ifname: str) -> dict:
 def totals(target) -> dict | None:
     """The live bans of a managed interface and the frames they dropped
     (for stats; nothing is removed), or None when it has no ban list."""
-    layout = Layout.unpack(target.meta.layout)
-    if not layout.actions & contract.FEAT_BANS:
-        return None
-    return totals_at(target.att.pin(contract.PIN_BANS))
+    return totals_at(target.att.pin(contract.PIN_BANS)) if _has_list(target) else None
 
 
 def totals_at(path: str) -> dict:
@@ -139,9 +132,8 @@ def delete(app, ifname: str, address: str) -> dict:
     privileges.require_attach(f"changing the ban list of {ifname}")
     with app.state.lock():
         target = _managed(app, ifname)
-        path = target.att.pin(contract.PIN_BANS) if _has_list(target) else None
-        with contextlib.nullcontext(None) if path is None else libbpf.opened(path) as fd:
-            if fd is None or not libbpf.map_delete(fd, contract.BAN_KEY.pack(family, raw)):
-                raise BadInput(f"{ifname} has no ban on {_address(family, raw)}; `xdpctl ban list {ifname}` "
-                               "shows them")
-    return {"ifname": ifname, "address": _address(family, raw)}
+        if _has_list(target):
+            with libbpf.opened(target.att.pin(contract.PIN_BANS)) as fd:
+                if libbpf.map_delete(fd, contract.BAN_KEY.pack(family, raw)):
+                    return {"ifname": ifname, "address": _address(family, raw)}
+    raise BadInput(f"{ifname} has no ban on {_address(family, raw)}; `xdpctl ban list {ifname}` shows them")
