@@ -7,9 +7,9 @@ On a throw-away lab, a rule `drop --over RATE --proto udp` (per source, the
 default ceiling), then `xdpctl gen --profile udp-flood --src CIDR`: one frame
 from each host address of CIDR (10.0.0.0/12: 1,048,574 sources), each a key
 the rule's table has never seen. Reported, from `rule list --json`, the
-counters and the buckets map itself:
+counters and the rule's table of buckets itself:
 
-- memory: the buckets map's entries and locked memory before and after (an
+- memory: the rule's table's entries and locked memory before and after (an
   LRU hash is allocated whole when it is made: it cannot grow);
 - keys in the table, keys evicted, frames the ceiling stopped;
 - frames passed (within the rate) against what the ceiling allows in the
@@ -30,20 +30,17 @@ import os
 
 from common import XDPCTL, run, throwaway_lab
 from xdpctl.datapath import contract
-from xdpctl.kernel import libbpf
 from xdpctl.lifecycle.state import STATE_ROOT
+from xdpctl.rules import limit_tables
 from xdpctl.rules.limits import parse_rate
 
 
 def buckets_map(lab) -> dict:
-    """The buckets map of the lab's host end: its size and locked memory."""
+    """The rule's table of buckets on the lab's host end: its size and locked memory."""
     ino = os.stat(f"/run/netns/{lab.host_netns}" if lab.host_netns else "/proc/self/ns/net").st_ino
     (path,) = glob.glob(f"{STATE_ROOT}/ns{ino}/*/{contract.PIN_BUCKETS}")
-    with libbpf.opened(path) as fd:
-        info = libbpf.map_info(fd)
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            memlock = next(int(line.split()[1]) for line in f if line.startswith("memlock:"))
-    return {"max_entries": info.max_entries, "memlock_bytes": memlock}
+    (table,) = limit_tables.memory(path).values()
+    return table
 
 
 def flood(prefix: str, src: str, over: str, ceiling: list[str]) -> dict:

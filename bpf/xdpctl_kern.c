@@ -261,13 +261,16 @@ static __always_inline void xdpctl_ban(const struct xdpctl_pkt *pkt, const __u8 
 
 #ifdef XDPCTL_LIMITS
 /*
- * The limited rules' buckets, by slot (written by user space), and every
- * key's bucket: an LRU hash shared by every CPU and by all the limited
- * rules, bounded whatever arrives. Pinned: a replace keeps every bucket.
+ * The limited rules, by slot (written by user space), and each one's table
+ * of buckets: the buckets map holds, by slot, an LRU hash of the rule's own
+ * size that user space made (xdpctl_kern_user.h), bounded whatever arrives.
+ * Pinned: a replace keeps every table. xdpctl_bucket_tmpl is never used:
+ * BCC makes it for the buckets map's inner map type (key, value, LRU).
  */
 XDPCTL_MAP("array", __u32, struct xdpctl_limit, xdpctl_limits, XDPCTL_SLOTS,
 	   XDPCTL_PIN_LIMITS "_" XDPCTL_SLOTS_TAG);
-XDPCTL_MAP("lru_hash", struct xdpctl_limit_key, struct xdpctl_bucket, xdpctl_buckets, XDPCTL_BUCKET_ENTRIES,
+BPF_TABLE("lru_hash", struct xdpctl_limit_key, struct xdpctl_bucket, xdpctl_bucket_tmpl, 1);
+XDPCTL_MAP("hash_of_maps$xdpctl_bucket_tmpl", __u32, int, xdpctl_buckets, XDPCTL_LIMIT_TABLES,
 	   XDPCTL_PIN_BUCKETS);
 
 /* What each limited rule saw, by slot (per CPU: no atomics). */
@@ -279,8 +282,8 @@ XDPCTL_MAP("percpu_array", __u32, struct xdpctl_limit_stats, xdpctl_lstats, XDPC
  * (or the rule has none), taking the ceiling's tokens. The ceiling is the
  * rule's bucket under the key of family XDPCTL_LIMIT_FAMILY_CEILING.
  */
-static __always_inline int xdpctl_ceiling_admits(__u32 slot, const struct xdpctl_limit *lim, __u64 now,
-						 __u64 bytes)
+static __always_inline int xdpctl_ceiling_admits(void *table, __u32 slot, const struct xdpctl_limit *lim,
+						 __u64 now, __u64 bytes)
 {
 	struct xdpctl_limit_key key;
 	struct xdpctl_bucket *b, fresh;
@@ -291,13 +294,13 @@ static __always_inline int xdpctl_ceiling_admits(__u32 slot, const struct xdpctl
 	__builtin_memset(&key, 0, sizeof(key));
 	key.slot = slot;
 	key.family = XDPCTL_LIMIT_FAMILY_CEILING;
-	b = xdpctl_buckets.lookup(&key);
+	b = bpf_map_lookup_elem(table, &key);
 	if (b)
 		return !xdpctl_ceiling_over(b, lim, now, bytes);
 	fresh.tokens = lim->c_capacity;
 	fresh.last_ns = now;
 	over = xdpctl_ceiling_over(&fresh, lim, now, bytes);
-	xdpctl_buckets.update(&key, &fresh);
+	bpf_map_update_elem(table, &key, &fresh, BPF_ANY);
 	return !over;
 }
 
@@ -307,23 +310,27 @@ static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_p
 	struct xdpctl_limit_key key;
 	struct xdpctl_bucket *b, fresh;
 	struct xdpctl_limit *lim;
+	void *table;
 	__u64 now;
 	int within;
 
 	lim = xdpctl_limits.lookup(&slot);
 	if (!lim || !(lim->flags & XDPCTL_LIMIT_ON))
 		return 0;  /* not limited: it matches */
+	table = xdpctl_buckets.lookup(&slot);
+	if (!table)
+		return 0;  /* user space puts the table in before the rule: never */
 	/* The statistics (st) are looked up only where they change: a frame
 	 * over its key's rate, a flood's, pays no lookup for them. */
 	xdpctl_limit_key_of(&key, slot, lim, pkt, l3);
 	/* The precise clock: a coarse one would let a burst through in steps of a tick. */
 	now = bpf_ktime_get_ns();
-	b = xdpctl_buckets.lookup(&key);
+	b = bpf_map_lookup_elem(table, &key);
 	if (b) {
 		/* Shared by every CPU without a lock: two CPUs at once may both
 		 * take the same tokens (docs/rules.md, the accuracy). */
 		within = !xdpctl_bucket_over(b, lim, now, pkt->bytes);
-	} else if (!xdpctl_ceiling_admits(slot, lim, now, pkt->bytes)) {
+	} else if (!xdpctl_ceiling_admits(table, slot, lim, now, pkt->bytes)) {
 		/* Not in the table and over the ceiling: over, and the key is
 		 * not added (a spoofed flood cannot churn the table past it). */
 		st = xdpctl_lstats.lookup(&slot);
@@ -335,7 +342,7 @@ static __always_inline int xdpctl_limit_within(__u32 slot, const struct xdpctl_p
 		fresh.tokens = lim->capacity;
 		fresh.last_ns = now;
 		within = !xdpctl_bucket_over(&fresh, lim, now, pkt->bytes);
-		xdpctl_buckets.update(&key, &fresh);
+		bpf_map_update_elem(table, &key, &fresh, BPF_ANY);
 		st = xdpctl_lstats.lookup(&slot);
 		if (st)
 			st->new_keys++;

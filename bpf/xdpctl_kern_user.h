@@ -17,7 +17,7 @@
 #ifndef XDPCTL_KERN_USER_H
 #define XDPCTL_KERN_USER_H
 
-#define XDPCTL_ABI_VERSION 4
+#define XDPCTL_ABI_VERSION 5
 
 /* Protocol classes: fixed, non-overlapping, and they sum to the total. */
 #define XDPCTL_CLASS_IPV4_TCP     0
@@ -475,9 +475,10 @@ struct xdpctl_limit_stats {
 	__u64 ceiling_over;
 };
 
-/* Key of the buckets map: the rule's slot and what its --per keys by.
- * Addresses are network order, masked to the prefix; IPv4 in the first 4
- * bytes. Every byte is a field, so a key built on the stack is whole. */
+/* Key of a limited rule's table of buckets: the rule's slot and what its
+ * --per keys by. Addresses are network order, masked to the prefix; IPv4 in
+ * the first 4 bytes. Every byte is a field, so a key built on the stack is
+ * whole. */
 struct xdpctl_limit_key {
 	__u32 slot;
 	__u8 family;         /* 4, 6, or 0 (per rule; a frame that is not IP) */
@@ -490,16 +491,24 @@ struct xdpctl_limit_key {
 	__u8 dst[16];        /* per flow */
 };
 
-/* A key's bucket (the buckets map, an LRU hash shared by every CPU). */
+/* A key's bucket (a value of a rule's table, shared by every CPU). */
 struct xdpctl_bucket {
 	__u64 tokens;
 	__u64 last_ns;       /* bpf_ktime_get_ns of its last refill */
 };
 
-#define XDPCTL_BUCKET_ENTRIES     65536       /* keys of the shared buckets map */
+/*
+ * Each limited rule has a table of its own: an LRU hash of
+ * xdpctl_limit_key -> xdpctl_bucket of the rule's --table keys (a --per rule
+ * rule: a few), which user space makes and puts in the
+ * buckets map, a hash of maps by slot, before the rule is written. One rule's
+ * churn never evicts another's keys. XDPCTL_LIMIT_TABLES bounds the tables
+ * an interface holds at once: both generations' limited rules.
+ */
+#define XDPCTL_LIMIT_TABLES       64
 
 #define XDPCTL_PIN_LIMITS         "limits"    /* + "_" + slots tag */
-#define XDPCTL_PIN_BUCKETS        "buckets"
+#define XDPCTL_PIN_BUCKETS        "lbuckets"  /* xdpctl_lbuckets: 15 bytes, a kernel name */
 #define XDPCTL_PIN_LIMIT_STATS    "lstats"  /* + "_" + slots tag */
 
 /*

@@ -2,9 +2,9 @@
 a burst from the peer passes exactly `burst` frames and the rule drops the
 rest (its hits, the UDP class's counters); the buckets survive a replace of
 the program; rule list --json, export and apply carry the limit, and a
-second apply of the export changes nothing. What the datapath does not
-enforce yet (--table) is refused and changes
-nothing. The rate itself, to the frame, is in test_limits_prog_run.py."""
+second apply of the export changes nothing; each limited rule has a table
+of its own size, new with the rule and gone with it. Bad input is refused
+and changes nothing. The rate itself, to the frame, is in test_limits_prog_run.py."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_export_and_apply_carry_the_limit(klab, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--block", "0s"], "no time at all"),
-    (["--table", "1024"], "--table (every limited rule shares one table"),
+    (["--table", "8"], "--table must be from 16 to 4,194,304 keys"),
     (["--over", "0/s"], "a rate of 0"),
     (["--per", "src/33"], "an IPv4 prefix is 1 to 32 bits"),
 ])
@@ -142,14 +142,48 @@ def test_block_bans_the_source_the_ban_drops_and_ban_add_del_list(klab):
 
 
 def buckets_memory(klab) -> tuple[int, int]:
-    """The buckets map's (max_entries, locked memory in bytes), from its pin."""
+    """The one limited rule's table: (max_entries, locked memory in bytes)."""
     from state_checks import attachment
-    from xdpctl.kernel import libbpf
+    from xdpctl.rules import limit_tables
 
-    with libbpf.opened(attachment(klab).pin("buckets")) as fd:
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            memlock = next(int(line.split()[1]) for line in f if line.startswith("memlock:"))
-        return libbpf.map_info(fd).max_entries, memlock
+    (table,) = limit_tables.memory(attachment(klab).pin("lbuckets")).values()
+    return table["max_entries"], table["memlock_bytes"]
+
+
+def tables(klab) -> dict[int, int]:
+    """slot -> the size of its table, for every table the interface holds."""
+    from state_checks import attachment
+    from xdpctl.rules import limit_tables
+
+    return {s: t["max_entries"] for s, t in limit_tables.memory(attachment(klab).pin("lbuckets")).items()}
+
+
+def test_table_sizes_each_rule_its_table_new_with_the_rule_and_gone_with_it(klab):
+    """--table 1024 makes that rule's table 1,024 keys, beside another's
+    default; a rule deleted and added again starts with full buckets (a new
+    table, not the spent one); a deleted rule's table goes at the next change."""
+    klab.xdpctl("attach", klab.iface)
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "2", "--table", "1024",
+                "--proto", "udp")
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--proto", "tcp")
+    udp_rule = rule_entry_of(klab, "udp")
+    assert udp_rule["table"] == 1024 and sorted(tables(klab).values()) == [1024, 65536]
+    assert udp_counts(udp(klab, 3)) == (2, 1)
+    klab.xdpctl("rule", "del", klab.iface, str(udp_rule["id"]))
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "2", "--table", "1024",
+                "--proto", "udp")
+    assert sorted(tables(klab).values()) == [1024, 65536]  # the deleted rule's table went; a new one came
+    assert udp_counts(udp(klab, 3, 6)) == (4, 2)  # a full bucket again: 2 more passed
+    assert rule_entry_of(klab, "udp")["limit"]["keys"] == 1
+    # The TCP rule goes; the change after that one (the rule may be read until then) drops its table.
+    klab.xdpctl("rule", "del", klab.iface, str(rule_entry_of(klab, "tcp")["id"]))
+    klab.xdpctl("rule", "add", klab.iface, "pass", "--proto", "icmp")
+    assert list(tables(klab).values()) == [1024]
+
+
+def rule_entry_of(klab, proto: str) -> dict:
+    (entry,) = [r for r in klab.xdpctl.json("rule", "list", klab.iface)["rules"] if r["match"] == {"proto": proto}]
+    return entry
 
 
 @pytest.mark.parametrize("held", [True, False], ids=["ceiling", "no-ceiling"])
@@ -220,7 +254,7 @@ def test_ban_add_gives_a_program_without_a_ban_list_one(klab, with_rule):
     assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog
 
 
-@pytest.mark.parametrize("pin", ["buckets", "bans", "limits_", "lstats_"])
+@pytest.mark.parametrize("pin", ["lbuckets", "bans", "limits_", "lstats_"])
 def test_a_missing_limit_pin_is_put_back_as_the_same_map(klab, pin):
     """A pin of the limits removed behind xdpctl's back: doctor reports it,
     clean pins the program's own map again, and nothing is lost (the

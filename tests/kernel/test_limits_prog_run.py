@@ -27,7 +27,8 @@ from xdpctl.datapath.program import FilterOptions, filter_program
 from xdpctl.kernel import libbpf
 from xdpctl.kernel.compiler import compile_and_load
 from xdpctl.lifecycle.state import scratch_dir
-from xdpctl.rules import engine
+from xdpctl.rules import engine, limit_tables
+from xdpctl.rules.limits import TABLE_DEFAULT, TABLE_MIN
 from xdpctl.rules.model import Rule, parse_limit, parse_match
 from xdpctl.rules.tables import build
 
@@ -68,6 +69,7 @@ def program(rules: list[Rule], options: FilterOptions = FilterOptions()):
         try:
             engine.write_tables(tables, 1, built, layout)
             engine.write_config(f"{d}/{contract.PIN_CONFIG}", 1, len(rules), 1, 1)
+            limit_tables.sync(f"{d}/{contract.PIN_BUCKETS}", rules, {r.slot for r in rules})
             engine.write_limits(f"{d}/{layout.pin_limits()}", rules)
             yield Bed(loaded.prog_fd, d, layout)
         finally:
@@ -90,7 +92,13 @@ class Bed:
         return engine.read_limit_stats(path, [slot])[slot]
 
     def keys(self) -> dict[int, int]:
-        return engine.count_keys(f"{self.dir}/{contract.PIN_BUCKETS}")
+        """slot -> keys in its table, for every table there is."""
+        path = f"{self.dir}/{contract.PIN_BUCKETS}"
+        return limit_tables.count_keys(path, sorted(limit_tables.memory(path)))
+
+    def sizes(self) -> dict[int, int]:
+        """slot -> its table's size."""
+        return {s: t["max_entries"] for s, t in limit_tables.memory(f"{self.dir}/{contract.PIN_BUCKETS}").items()}
 
     def hits(self) -> dict[int, tuple[int, int]]:
         return engine.read_hits(f"{self.dir}/{self.layout.pin_hits()}", self.layout.slots)
@@ -213,6 +221,29 @@ def test_the_ceiling_holds_against_spoofed_sources():
         assert bed.hits() == {0: (16, 16 * len(flood[0]))}
 
 
+@pytest.mark.matrix
+def test_each_rule_has_a_table_of_its_own_that_another_rules_flood_cannot_churn():
+    """Rule 0 (--table 16, no ceiling) takes a flood of 1,000 new sources:
+    each passes, its table holds at most 16 keys and the rest are evicted.
+    Rule 1's source, its bucket spent before the flood, is still in rule 1's
+    own table afterwards: still over. A --per rule rule's one bucket has a
+    table of the least size."""
+    rules = [rule("drop", 0, limit={"over": "1/h", "burst": "1", "ceiling": "none", "table": "16"}, dport="53"),
+             rule("drop", 1, limit={"over": "1/h", "burst": "1"}, dport="54"),
+             rule("drop", 2, limit={"over": "1/h", "burst": "1", "per": "rule"}, dport="55")]
+    with program(rules) as bed:
+        assert bed.sizes() == {0: 16, 1: TABLE_DEFAULT, 2: TABLE_MIN}
+        spent = udp4(src="192.0.2.77", dport=54)
+        assert bed.run(spent, 2) == [XDP_PASS, XDP_DROP]
+        flood = sources(1000, udp4(dport=53))
+        assert sum(libbpf.prog_test_run(bed.fd, f).retval == XDP_PASS for f in flood) == 1000
+        keys = bed.keys()
+        assert keys[0] <= 16 and bed.limit_stats(0)[2] == 1000  # 1,000 added, at least 984 evicted
+        assert keys[1] == 1 and bed.run(spent, 1) == [XDP_DROP]
+        assert bed.run(udp4(dport=55), 2) == [XDP_PASS, XDP_DROP] and keys.get(2, 0) == 0
+        assert bed.keys()[2] == 1
+
+
 def test_without_a_ceiling_a_flood_churns_the_table_and_the_evictions_show_it():
     """--ceiling none: 70,000 new sources each pass (a full bucket each: what
     spoofing buys without a ceiling); the table holds at most its 65,536
@@ -224,4 +255,4 @@ def test_without_a_ceiling_a_flood_churns_the_table_and_the_evictions_show_it():
         within, _, new_keys, ceiling_over = bed.limit_stats(0)
         assert (within, new_keys, ceiling_over) == (n, n, 0)
         present = bed.keys()[0]
-        assert present <= contract.BUCKET_ENTRIES and n - present >= n - contract.BUCKET_ENTRIES
+        assert present <= TABLE_DEFAULT and n - present >= n - TABLE_DEFAULT

@@ -279,7 +279,7 @@ def bench_limits(options: FilterOptions, repeat: int = DEFAULT_REPEAT, rounds: i
     does: its key is not in the table and the rule's ceiling is spent, the
     path of every frame of a flood from new sources while the ceiling holds."""
     from ..kernel.compiler import compile_and_load
-    from ..rules import engine
+    from ..rules import engine, limit_tables
     from ..rules.limits import NS
     from ..datapath.layout import Layout
     from ..rules.tables import build
@@ -300,13 +300,14 @@ def bench_limits(options: FilterOptions, repeat: int = DEFAULT_REPEAT, rounds: i
             directory = stack.enter_context(scratch_dir("bench"))
             programs[case] = held(_with_rules(options, [limited], directory))
             layout = Layout().grown(build([limited]).needs)
+            buckets = os.path.join(directory, contract.PIN_BUCKETS)
+            limit_tables.sync(buckets, [limited], {limited.slot})
             engine.write_limits(os.path.join(directory, layout.pin_limits()), [limited])
             if case == "spoofed":
                 # The ceiling's bucket, empty: every frame's key is refused entry.
                 key = contract.LIMIT_KEY.pack(0, contract.LIMIT_FAMILY_CEILING, 0, 0, 0, 0, 0, b"", b"")
                 now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 3600 * NS
-                with libbpf.opened(os.path.join(directory, contract.PIN_BUCKETS)) as fd:
-                    libbpf.map_update(fd, key, contract.BUCKET.pack(0, now))
+                limit_tables.update(buckets, limited.slot, key, contract.BUCKET.pack(0, now))
         rows = measure(Contender("empty", empty.prog_fd), [Contender(n, p.prog_fd) for n, p in programs.items()],
                        frames, repeat, rounds, held(Stand()))
     for row in rows:

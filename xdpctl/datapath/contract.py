@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 # Protocol classes, in code order (the index is the class code).
 CLASSES: tuple[str, ...] = (
@@ -277,9 +277,11 @@ PIN_LIMIT_STATS = "lstats"  # + "_" + slots tag
 LIMIT_KEY = struct.Struct("<IBBHHHI16s16s")
 # struct xdpctl_bucket: tokens, last_ns.
 BUCKET = struct.Struct("<QQ")
-BUCKET_ENTRIES = 65536
+# The buckets map: by slot, each limited rule's own table (an LRU hash of
+# LIMIT_KEY -> BUCKET); LIMIT_TABLES tables at most on an interface.
+LIMIT_TABLES = 64
 PIN_LIMITS = "limits"  # + "_" + slots tag
-PIN_BUCKETS = "buckets"
+PIN_BUCKETS = "lbuckets"
 
 # --- bans (--block, xdpctl ban) --------------------------------------------------------
 

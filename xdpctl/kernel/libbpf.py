@@ -196,6 +196,7 @@ BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_HASH_OF_MAPS = 13  # a hash whose values are maps (of one key, value and type)
 BPF_F_NO_PREALLOC = 1 << 0  # a hash whose updates replace elements whole (RCU)
 BPF_F_MMAPABLE = 1 << 10  # an array user space can mmap
 BPF_MAP_TYPE_DEVMAP = 14  # redirect targets: index -> ifindex
@@ -220,9 +221,11 @@ class _MapCreateOpts(ctypes.Structure):
     ]
 
 
-def map_create(map_type: int, name: str, key_size: int, value_size: int, max_entries: int, flags: int = 0) -> int:
-    """A new map; returns an fd the caller closes (or pins)."""
-    opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
+def map_create(map_type: int, name: str, key_size: int, value_size: int, max_entries: int, flags: int = 0,
+               inner_fd: int = 0) -> int:
+    """A new map; returns an fd the caller closes (or pins). inner_fd: of a
+    map of maps, a map like the ones it will hold."""
+    opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags, inner_map_fd=inner_fd)
     return _check(_load().bpf_map_create(map_type, name.encode()[:15], key_size, value_size, max_entries,
                                          ctypes.byref(opts)))
 

@@ -20,7 +20,6 @@ from .deploy import Current, check_mode, deploy
 from ..errors import BadInput, ForeignProgram, InterfaceNotFound, ModeError, XdpctlError
 from ..rules.plan import InterfacePlan, plan_interface
 from ..rules.model import sort_rules
-from .ruleops import refuse_limits
 from .target import prog_name, recorded, resolve
 
 
@@ -71,12 +70,6 @@ def _resolved(app, config: ConfigFile, want: InterfaceConfig) -> InterfaceConfig
 
 
 def apply(app, config: ConfigFile, dry_run: bool = False) -> tuple[list[InterfacePlan], list[str]]:
-    for want in config.interfaces.values():  # rate limits: not enforced yet (ruleops.refuse_limits)
-        for spec in want.rules:
-            try:
-                refuse_limits(want.name, [spec.limit])
-            except BadInput as exc:
-                raise BadInput(f"{config.path}:{spec.line}: {exc}") from None
     privileges.require_attach("applying a configuration")
     from ..kernel.bpffs import ensure_mounted
 

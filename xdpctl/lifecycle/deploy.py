@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..datapath import contract
-from ..rules import engine
+from ..rules import engine, limit_tables
 from .. import faults
 from . import egress
 from ..kernel import libbpf, privileges
@@ -169,23 +169,25 @@ def _write_inactive(app, att, layout: Layout, current: Current, built, rules: li
     engine.write_tables(att.pin(layout.pin_tables()), new, built, layout)
     engine.write_rules(att.pin(contract.PIN_RULES), new, rules, current.inactive)
     _write_steering(app, att, layout, new, rules)
-    _write_limits(att, layout, current.rules + rules)
+    active = {r.slot for r in current.rules}
+    fresh = {r.slot for r in rules if r.id >= current.next_id}
+    _write_limits(att, layout, current.rules + rules, fresh - active)
     # A rule new to the interface (an id never given before) may take the slot
     # of a rule deleted earlier: its hits start at zero. A rule that comes back
     # with its own id (a failed apply putting back what it removed) keeps its
     # hits, which its slot still holds: slots are given only to new ids.
-    active = {r.slot for r in current.rules}
-    fresh = {r.slot for r in rules if r.id >= current.next_id}
     engine.zero_hits(att.pin(layout.pin_hits()), sorted(fresh - active))
     if layout.actions & contract.FEAT_LIMITS:  # what a limit saw starts at zero with its rule
         engine.zero_limit_stats(att.pin(layout.pin_limit_stats()), sorted(fresh - active))
 
 
-def _write_limits(att, layout: Layout, rules: list[Rule]) -> None:
+def _write_limits(att, layout: Layout, rules: list[Rule], fresh: set[int]) -> None:
     """The limits of the rules a program may read, at their slots (the map
     the compile made; both generations' rules: the active ones may be in a
-    map new with this program)."""
+    map new with this program), each limited rule's table of buckets first
+    (a new one for a rule new to its slot: fresh)."""
     if layout.actions & contract.FEAT_LIMITS:
+        limit_tables.sync(att.pin(contract.PIN_BUCKETS), rules, fresh)
         engine.write_limits(att.pin(layout.pin_limits()), rules)
 
 
@@ -262,7 +264,7 @@ def _swap(app, target: Target, current: Current | None, *, mode: str, options: F
             # A first attach: the attach itself is the commit point.
             engine.write_rules(att.pin(contract.PIN_RULES), gen, rules)
             _write_steering(app, att, layout, gen, rules)
-            _write_limits(att, layout, rules)
+            _write_limits(att, layout, rules, {r.slot for r in rules})
             engine.write_config(att.pin(contract.PIN_CONFIG), gen, len(rules), next_id, next_seq)
         elif layout.engine:
             # The new rules go into the inactive generation now, where neither

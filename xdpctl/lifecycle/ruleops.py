@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..datapath import contract, counters
-from ..rules import engine
+from ..rules import engine, limit_tables
 from ..kernel import privileges
 from .deploy import Current, deploy
 from ..errors import BadInput, NotManaged, XdpctlError
@@ -64,23 +64,6 @@ def check_limits(ifname: str, rules: list[Rule]) -> None:
                         "Nothing was changed")
 
 
-def refuse_limits(ifname: str, wanted) -> None:
-    """What of a rate limit the datapath does not enforce yet (issue 13, in
-    progress): --block, --table and a --ceiling of its own are read and
-    checked (rules/limits.py), but refused here rather than installed as a
-    promise the program does not keep."""
-    for limit in wanted:
-        if limit is None:
-            continue
-        missing = []
-        if limit.keyed and limit.table != limits.TABLE_DEFAULT:
-            missing.append("--table (every limited rule shares one table of "
-                           f"{contract.BUCKET_ENTRIES:,} keys)")
-        if missing:
-            raise BadInput(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not enforced by this "
-                           f"build's XDP program yet, so the rule is not installed on {ifname}; nothing was changed")
-
-
 def free_slots(rules: list[Rule], n: int) -> list[int]:
     used = {r.slot for r in rules}
     out, slot = [], 0
@@ -96,7 +79,6 @@ def add(app, ifname: str, action: int, match: Match, priority: int | None, steer
     """Add a rule; steer: a redirect's targets by name, or its CPU
     (rules/actions.py), checked on the machine here (steering.resolve);
     limit: its --over (rules/limits.py)."""
-    refuse_limits(ifname, [limit])
     privileges.require_attach(f"changing the rules of {ifname}")
     with app.state.lock():
         target = _managed(app, ifname)
@@ -169,7 +151,7 @@ def limit_counts(target: Target, rules: list[Rule]) -> dict[int, dict]:
     if not slots or not layout.actions & contract.FEAT_LIMITS:
         return {}
     stats = engine.read_limit_stats(target.att.pin(layout.pin_limit_stats()), slots)
-    keys = engine.count_keys(target.att.pin(contract.PIN_BUCKETS))
+    keys = limit_tables.count_keys(target.att.pin(contract.PIN_BUCKETS), slots)
     out = {}
     for slot in slots:
         within, within_bytes, new_keys, ceiling_over = stats[slot]

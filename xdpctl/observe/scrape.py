@@ -35,7 +35,7 @@ from ..datapath.program import FilterOptions
 from ..errors import KernelError, MissingCapability
 from ..lifecycle.state import Attachment, State
 from ..lifecycle.trace import traced_prog_id
-from ..rules import engine
+from ..rules import engine, limit_tables
 from .flows import TableSize, table_size
 
 NETNS_DIR = "/var/run/netns"  # where `ip netns add` names namespaces
@@ -171,7 +171,7 @@ def _limits(att: Attachment, layout: Layout) -> dict:
         gen = engine.read_config(att.pin(contract.PIN_CONFIG))[0]
         slots = sorted(engine.read_rule_slots(att.pin(contract.PIN_RULES), gen).values())
         stats = engine.read_limit_stats(att.pin(layout.pin_limit_stats()), slots)
-        keys = engine.count_keys(att.pin(contract.PIN_BUCKETS))
+        keys = limit_tables.count_keys(att.pin(contract.PIN_BUCKETS), slots)
         out["evictions"] = sum(max(0, stats[s][2] - keys.get(s, 0)) for s in slots)
     return out
 

@@ -17,7 +17,7 @@ import time
 from ..datapath import contract, counters
 from ..kernel import libbpf
 from ..datapath.layout import Layout
-from . import limits
+from . import limit_tables, limits
 from .model import Rule
 
 _KEY0 = struct.pack("<I", 0)
@@ -25,8 +25,9 @@ FLIP_SETTLE_S = 0.002  # frames in flight when gen flips finish well within this
 
 
 def create_tables(directory: str, layout: Layout) -> str:
-    """Create and pin the tables map of layout (both generations, zeroed).
-    It is mmapable: a change writes the inactive generation in place, with
+    """Create and pin the tables map of layout (both generations, zeroed),
+    and the buckets map where layout has limits (rules/limit_tables.py).
+    The tables map is mmapable: a change writes the inactive generation in place, with
     no copy of tens of megabytes through a syscall."""
     path = os.path.join(directory, layout.pin_tables())
     fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "xdpctl_tables", 4, layout.tables_size, 2,
@@ -35,6 +36,8 @@ def create_tables(directory: str, layout: Layout) -> str:
         libbpf.obj_pin(fd, path)
     finally:
         os.close(fd)
+    if layout.actions & contract.FEAT_LIMITS:
+        limit_tables.prepare(directory)  # the buckets map, which BCC opens too
     return path
 
 
@@ -219,17 +222,6 @@ def zero_limit_stats(path: str, slots: list[int]) -> None:
     with libbpf.opened(path) as fd:
         keys = b"".join(struct.pack("<I", s) for s in slots)
         libbpf.map_update_batch(fd, keys, bytes(size * len(slots)), len(slots))
-
-
-def count_keys(path: str) -> dict[int, int]:
-    """slot -> keys in the buckets map (the ceilings' own buckets aside)."""
-    out: dict[int, int] = {}
-    with libbpf.opened(path) as fd:
-        for key in libbpf.map_keys(fd, contract.LIMIT_KEY.size):
-            slot, family = struct.unpack_from("<IB", key)
-            if family != contract.LIMIT_FAMILY_CEILING:
-                out[slot] = out.get(slot, 0) + 1
-    return out
 
 
 # --- hits --------------------------------------------------------------------------
