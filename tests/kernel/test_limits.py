@@ -67,18 +67,22 @@ def test_export_and_apply_carry_the_limit(klab, tmp_path):
     attachment it makes the same rule."""
     klab.xdpctl("attach", klab.iface)
     klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "1/h", "--burst", "5", "--proto", "udp")
-    entry = rule_entry(klab)
+    klab.xdpctl("rule", "add", klab.iface, "drop", "--over", "10/s", "--per", "flow", "--table", "2048",
+                "--proto", "tcp")
+    entry = rule_entry_of(klab, "udp")
     exported = klab.xdpctl("export").stdout
     assert 'over = "1/h", burst = 5, per = "src", table = 65536, ceiling = "64/h"' in exported
+    assert 'over = "10/s", burst = 10, per = "flow", table = 2048, ceiling = "640/s"' in exported
     path = tmp_path / "x.toml"
     path.write_text(exported)
     os.chmod(path, 0o600)
     assert "nothing to change" in klab.xdpctl("apply", str(path)).stdout
     klab.xdpctl("detach", klab.iface)
     klab.xdpctl("apply", str(path))
-    again = rule_entry(klab)
+    again = rule_entry_of(klab, "udp")
     assert {k: again[k] for k in ("over", "burst", "per", "table", "ceiling")} == {
         k: entry[k] for k in ("over", "burst", "per", "table", "ceiling")}
+    assert rule_entry_of(klab, "tcp")["table"] == 2048 and sorted(tables(klab).values()) == [2048, 65536]
     assert "nothing to change" in klab.xdpctl("apply", str(path)).stdout
 
 
