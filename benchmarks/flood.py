@@ -38,7 +38,7 @@ from xdpctl.rules.limits import parse_rate
 def buckets_map(lab) -> dict:
     """The rule's table of buckets on the lab's host end: its size and locked memory."""
     ino = os.stat(f"/run/netns/{lab.host_netns}" if lab.host_netns else "/proc/self/ns/net").st_ino
-    (path,) = glob.glob(f"{STATE_ROOT}/ns{ino}/*/{contract.PIN_BUCKETS}")
+    (path,) = glob.glob(f"{STATE_ROOT}/ns{ino}/*/{contract.PIN_BUCKETS}_*")
     (table,) = limit_tables.memory(path).values()
     return table
 

@@ -264,14 +264,15 @@ static __always_inline void xdpctl_ban(const struct xdpctl_pkt *pkt, const __u8 
  * The limited rules, by slot (written by user space), and each one's table
  * of buckets: the buckets map holds, by slot, an LRU hash of the rule's own
  * size that user space made (xdpctl_kern_user.h), bounded whatever arrives.
- * Pinned: a replace keeps every table. xdpctl_bucket_tmpl is never used:
- * BCC makes it for the buckets map's inner map type (key, value, LRU).
+ * An array of maps: its lookup is an index, inlined. Pinned: a replace keeps
+ * every table. xdpctl_bucket_tmpl is never used: BCC makes it for the
+ * buckets map's inner map type (LRU hash, key, value).
  */
 XDPCTL_MAP("array", __u32, struct xdpctl_limit, xdpctl_limits, XDPCTL_SLOTS,
 	   XDPCTL_PIN_LIMITS "_" XDPCTL_SLOTS_TAG);
 BPF_TABLE("lru_hash", struct xdpctl_limit_key, struct xdpctl_bucket, xdpctl_bucket_tmpl, 1);
-XDPCTL_MAP("hash_of_maps$xdpctl_bucket_tmpl", __u32, int, xdpctl_buckets, XDPCTL_LIMIT_TABLES,
-	   XDPCTL_PIN_BUCKETS);
+XDPCTL_MAP("array_of_maps$xdpctl_bucket_tmpl", __u32, int, xdpctl_buckets, XDPCTL_SLOTS,
+	   XDPCTL_PIN_BUCKETS "_" XDPCTL_SLOTS_TAG);
 
 /* What each limited rule saw, by slot (per CPU: no atomics). */
 XDPCTL_MAP("percpu_array", __u32, struct xdpctl_limit_stats, xdpctl_lstats, XDPCTL_SLOTS,

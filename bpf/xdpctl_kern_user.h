@@ -500,15 +500,12 @@ struct xdpctl_bucket {
 /*
  * Each limited rule has a table of its own: an LRU hash of
  * xdpctl_limit_key -> xdpctl_bucket of the rule's --table keys (a --per rule
- * rule: a few), which user space makes and puts in the
- * buckets map, a hash of maps by slot, before the rule is written. One rule's
- * churn never evicts another's keys. XDPCTL_LIMIT_TABLES bounds the tables
- * an interface holds at once: both generations' limited rules.
+ * rule: a few), which user space makes and puts in the buckets map, an
+ * array of maps by slot, before the rule is written. One rule's churn never
+ * evicts another's keys.
  */
-#define XDPCTL_LIMIT_TABLES       64
-
 #define XDPCTL_PIN_LIMITS         "limits"    /* + "_" + slots tag */
-#define XDPCTL_PIN_BUCKETS        "lbuckets"  /* xdpctl_lbuckets: 15 bytes, a kernel name */
+#define XDPCTL_PIN_BUCKETS        "lbuckets"  /* + "_" + slots tag; xdpctl_lbuckets: a kernel name */
 #define XDPCTL_PIN_LIMIT_STATS    "lstats"  /* + "_" + slots tag */
 
 /*

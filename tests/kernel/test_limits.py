@@ -145,21 +145,28 @@ def test_block_bans_the_source_the_ban_drops_and_ban_add_del_list(klab):
     assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog
 
 
+def buckets_pin(klab) -> str:
+    """The path of the interface's buckets map (lbuckets_<slots>)."""
+    from state_checks import attachment
+
+    att = attachment(klab)
+    (name,) = [n for n in att.pins() if n.startswith("lbuckets_")]
+    return att.pin(name)
+
+
 def buckets_memory(klab) -> tuple[int, int]:
     """The one limited rule's table: (max_entries, locked memory in bytes)."""
-    from state_checks import attachment
     from xdpctl.rules import limit_tables
 
-    (table,) = limit_tables.memory(attachment(klab).pin("lbuckets")).values()
+    (table,) = limit_tables.memory(buckets_pin(klab)).values()
     return table["max_entries"], table["memlock_bytes"]
 
 
 def tables(klab) -> dict[int, int]:
     """slot -> the size of its table, for every table the interface holds."""
-    from state_checks import attachment
     from xdpctl.rules import limit_tables
 
-    return {s: t["max_entries"] for s, t in limit_tables.memory(attachment(klab).pin("lbuckets")).items()}
+    return {s: t["max_entries"] for s, t in limit_tables.memory(buckets_pin(klab)).items()}
 
 
 def test_table_sizes_each_rule_its_table_new_with_the_rule_and_gone_with_it(klab):
@@ -258,7 +265,7 @@ def test_ban_add_gives_a_program_without_a_ban_list_one(klab, with_rule):
     assert klab.xdpctl.json("status")["interfaces"][0]["prog_id"] == prog
 
 
-@pytest.mark.parametrize("pin", ["lbuckets", "bans", "limits_", "lstats_"])
+@pytest.mark.parametrize("pin", ["lbuckets_", "bans", "limits_", "lstats_"])
 def test_a_missing_limit_pin_is_put_back_as_the_same_map(klab, pin):
     """A pin of the limits removed behind xdpctl's back: doctor reports it,
     clean pins the program's own map again, and nothing is lost (the

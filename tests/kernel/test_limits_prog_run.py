@@ -69,7 +69,7 @@ def program(rules: list[Rule], options: FilterOptions = FilterOptions()):
         try:
             engine.write_tables(tables, 1, built, layout)
             engine.write_config(f"{d}/{contract.PIN_CONFIG}", 1, len(rules), 1, 1)
-            limit_tables.sync(f"{d}/{contract.PIN_BUCKETS}", rules, {r.slot for r in rules})
+            limit_tables.sync(f"{d}/{layout.pin_buckets()}", rules, {r.slot for r in rules})
             engine.write_limits(f"{d}/{layout.pin_limits()}", rules)
             yield Bed(loaded.prog_fd, d, layout)
         finally:
@@ -93,12 +93,12 @@ class Bed:
 
     def keys(self) -> dict[int, int]:
         """slot -> keys in its table, for every table there is."""
-        path = f"{self.dir}/{contract.PIN_BUCKETS}"
+        path = f"{self.dir}/{self.layout.pin_buckets()}"
         return limit_tables.count_keys(path, sorted(limit_tables.memory(path)))
 
     def sizes(self) -> dict[int, int]:
         """slot -> its table's size."""
-        return {s: t["max_entries"] for s, t in limit_tables.memory(f"{self.dir}/{contract.PIN_BUCKETS}").items()}
+        return {s: t["max_entries"] for s, t in limit_tables.memory(f"{self.dir}/{self.layout.pin_buckets()}").items()}
 
     def hits(self) -> dict[int, tuple[int, int]]:
         return engine.read_hits(f"{self.dir}/{self.layout.pin_hits()}", self.layout.slots)
@@ -256,3 +256,26 @@ def test_without_a_ceiling_a_flood_churns_the_table_and_the_evictions_show_it():
         assert (within, new_keys, ceiling_over) == (n, n, 0)
         present = bed.keys()[0]
         assert present <= TABLE_DEFAULT and n - present >= n - TABLE_DEFAULT
+
+
+def test_a_grown_layout_takes_over_every_table():
+    """A layout of more slots makes its own buckets map (lbuckets_<slots>),
+    holding the very tables of the one it replaces: the buckets survive a
+    program that grew. sync then drops the table of a slot no rule holds."""
+    from dataclasses import replace
+
+    rules = [rule("drop", 0, limit={"over": "1/h", "burst": "1", "table": "64"}, dport="53"),
+             rule("drop", 3, limit={"over": "1/h", "burst": "1", "per": "rule"}, dport="54")]
+    with program(rules) as bed:
+        old = f"{bed.dir}/{bed.layout.pin_buckets()}"
+        assert bed.run(udp4(dport=53), 2) == [XDP_PASS, XDP_DROP]
+        grown = replace(bed.layout, slots=bed.layout.slots * 2)
+        new = limit_tables.prepare(bed.dir, grown)
+        assert new.endswith(f"lbuckets_{grown.slots}") and new != old
+        assert limit_tables.memory(new) == limit_tables.memory(old) and sorted(limit_tables.memory(new)) == [0, 3]
+        with libbpf.opened(old) as a, libbpf.opened(new) as b:
+            same = [libbpf.map_lookup(a, bytes(4), 4), libbpf.map_lookup(b, bytes(4), 4)]
+        assert same[0] is not None and same[0] == same[1]  # the same table (its map id), not a copy
+        assert limit_tables.count_keys(new, [0, 3]) == {0: 1, 3: 0}
+        limit_tables.sync(new, rules[:1], set())
+        assert sorted(limit_tables.memory(new)) == [0] and limit_tables.count_keys(new, [0]) == {0: 1}

@@ -225,7 +225,7 @@ def test_rate_limits():
         fmt = struct_format(name)[0]
         assert struct.calcsize(fmt) == struct.calcsize(fmt.replace("<", "@")), name  # no hidden padding
     for name in ("UNIT_NONE", "UNIT_FRAMES", "UNIT_BYTES", "UNIT_BITS", "PER_SRC", "PER_FLOW", "PER_RULE",
-                 "LIMIT_K", "LIMIT_TABLES"):
+                 "LIMIT_K"):
         assert int(d[f"XDPCTL_{name}"]) == getattr(contract, name), name
     for name in ("LIMIT_ON", "LIMIT_OF_BYTES", "LIMIT_CEILING", "FEAT_LIMITS"):
         assert d[f"XDPCTL_{name}"] == f"(1U << {getattr(contract, name).bit_length() - 1})", name

@@ -300,7 +300,7 @@ def bench_limits(options: FilterOptions, repeat: int = DEFAULT_REPEAT, rounds: i
             directory = stack.enter_context(scratch_dir("bench"))
             programs[case] = held(_with_rules(options, [limited], directory))
             layout = Layout().grown(build([limited]).needs)
-            buckets = os.path.join(directory, contract.PIN_BUCKETS)
+            buckets = os.path.join(directory, layout.pin_buckets())
             limit_tables.sync(buckets, [limited], {limited.slot})
             engine.write_limits(os.path.join(directory, layout.pin_limits()), [limited])
             if case == "spoofed":

@@ -277,11 +277,10 @@ PIN_LIMIT_STATS = "lstats"  # + "_" + slots tag
 LIMIT_KEY = struct.Struct("<IBBHHHI16s16s")
 # struct xdpctl_bucket: tokens, last_ns.
 BUCKET = struct.Struct("<QQ")
-# The buckets map: by slot, each limited rule's own table (an LRU hash of
-# LIMIT_KEY -> BUCKET); LIMIT_TABLES tables at most on an interface.
-LIMIT_TABLES = 64
 PIN_LIMITS = "limits"  # + "_" + slots tag
-PIN_BUCKETS = "lbuckets"
+# The buckets map: an array of maps by slot, each limited rule's own table
+# (an LRU hash of LIMIT_KEY -> BUCKET).
+PIN_BUCKETS = "lbuckets"  # + "_" + slots tag
 
 # --- bans (--block, xdpctl ban) --------------------------------------------------------
 

@@ -234,6 +234,9 @@ class Layout:
     def pin_limits(self) -> str:
         return f"{contract.PIN_LIMITS}_{self.slots}"
 
+    def pin_buckets(self) -> str:
+        return f"{contract.PIN_BUCKETS}_{self.slots}"
+
     def pin_limit_stats(self) -> str:
         return f"{contract.PIN_LIMIT_STATS}_{self.slots}"
 

@@ -187,7 +187,7 @@ def _write_limits(att, layout: Layout, rules: list[Rule], fresh: set[int]) -> No
     map new with this program), each limited rule's table of buckets first
     (a new one for a rule new to its slot: fresh)."""
     if layout.actions & contract.FEAT_LIMITS:
-        limit_tables.sync(att.pin(contract.PIN_BUCKETS), rules, fresh)
+        limit_tables.sync(att.pin(layout.pin_buckets()), rules, fresh)
         engine.write_limits(att.pin(layout.pin_limits()), rules)
 
 

@@ -150,7 +150,7 @@ def expected_pins(meta: contract.Meta) -> list[str]:
     if layout.engine:
         pins += [contract.PIN_CONFIG, contract.PIN_RULES, layout.pin_tables(), layout.pin_hits()]
     if layout.actions & contract.FEAT_LIMITS:
-        pins += [layout.pin_limits(), layout.pin_limit_stats(), contract.PIN_BUCKETS]
+        pins += [layout.pin_limits(), layout.pin_limit_stats(), layout.pin_buckets()]
     if layout.actions & contract.FEAT_BANS:
         pins.append(contract.PIN_BANS)
     return pins
@@ -339,12 +339,13 @@ def _set_aside(att) -> list:
 
 # Pins named <name>_<layout tag or slots>: a layout of their own each.
 LAYOUT_PINS = (contract.PIN_TABLES + "_", contract.PIN_HITS + "_", contract.PIN_LIMITS + "_",
-               contract.PIN_LIMIT_STATS + "_")
+               contract.PIN_LIMIT_STATS + "_", contract.PIN_BUCKETS + "_")
 
 
 def _other_layouts_pins(att, layout: Layout) -> list[str]:
     """Pinned tables, hits (and limits) maps of layouts other than this one."""
-    keep = {layout.pin_tables(), layout.pin_hits(), layout.pin_limits(), layout.pin_limit_stats()}
+    keep = {layout.pin_tables(), layout.pin_hits(), layout.pin_limits(), layout.pin_limit_stats(),
+            layout.pin_buckets()}
     return [pin for pin in att.pins() if pin.startswith(LAYOUT_PINS) and pin not in keep]
 
 

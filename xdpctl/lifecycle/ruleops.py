@@ -151,7 +151,7 @@ def limit_counts(target: Target, rules: list[Rule]) -> dict[int, dict]:
     if not slots or not layout.actions & contract.FEAT_LIMITS:
         return {}
     stats = engine.read_limit_stats(target.att.pin(layout.pin_limit_stats()), slots)
-    keys = limit_tables.count_keys(target.att.pin(contract.PIN_BUCKETS), slots)
+    keys = limit_tables.count_keys(target.att.pin(layout.pin_buckets()), slots)
     out = {}
     for slot in slots:
         within, within_bytes, new_keys, ceiling_over = stats[slot]

@@ -171,7 +171,7 @@ def _limits(att: Attachment, layout: Layout) -> dict:
         gen = engine.read_config(att.pin(contract.PIN_CONFIG))[0]
         slots = sorted(engine.read_rule_slots(att.pin(contract.PIN_RULES), gen).values())
         stats = engine.read_limit_stats(att.pin(layout.pin_limit_stats()), slots)
-        keys = limit_tables.count_keys(att.pin(contract.PIN_BUCKETS), slots)
+        keys = limit_tables.count_keys(att.pin(layout.pin_buckets()), slots)
         out["evictions"] = sum(max(0, stats[s][2] - keys.get(s, 0)) for s in slots)
     return out
 

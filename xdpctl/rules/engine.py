@@ -37,7 +37,7 @@ def create_tables(directory: str, layout: Layout) -> str:
     finally:
         os.close(fd)
     if layout.actions & contract.FEAT_LIMITS:
-        limit_tables.prepare(directory)  # the buckets map, which BCC opens too
+        limit_tables.prepare(directory, layout)  # the buckets map, which BCC opens too
     return path
 
 

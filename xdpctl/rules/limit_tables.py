@@ -1,17 +1,18 @@
 """Each limited rule's own table of buckets (--table), on bpffs.
 
-The program finds a limited rule's table in the buckets map, a hash of maps
-pinned beside the rules: slot -> an LRU hash of struct xdpctl_limit_key ->
-struct xdpctl_bucket of the rule's --table keys (a --per rule rule keeps one
-bucket: a table of TABLE_MIN). Each table is its own LRU, so one rule's
-churn (a spoofed flood) never evicts another rule's keys, and memory is the
-sum of the tables' sizes whatever arrives.
+The program finds a limited rule's table in the buckets map, an array of
+maps by slot pinned beside the rules (lbuckets_<slots>): slot -> an LRU hash
+of struct xdpctl_limit_key -> struct xdpctl_bucket of the rule's --table
+keys (a --per rule rule keeps one bucket: a table of TABLE_MIN). Each table
+is its own LRU, so one rule's churn (a spoofed flood) never evicts another
+rule's keys, and memory is the sum of the tables' sizes whatever arrives.
 
 xdpctl makes the buckets map before the compile (BCC and the compile cache
-only open it), and puts a rule's table in before the rule is written where a
-program can read it. A rule keeps its table for its life: a replace of the
-program, or an apply that keeps the rule, keeps its buckets. A rule new to a
-slot gets a new table; a slot no rule holds any more loses its table.
+only open it), with the tables of the layout it replaces, and puts a rule's
+table in before the rule is written where a program can read it. A rule
+keeps its table for its life: a replace of the program, or an apply that
+keeps the rule, keeps its buckets. A rule new to a slot gets a new table; a
+slot no rule holds any more loses its table.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import struct
 
 from ..datapath import contract
+from ..datapath.layout import Layout
 from ..kernel import libbpf
 from . import limits
 from .model import Rule
@@ -40,19 +42,30 @@ def _new_table(max_entries: int) -> int:
                              contract.BUCKET.size, max_entries)
 
 
-def prepare(directory: str) -> str:
-    """Make and pin the buckets map in directory, where it is not pinned
-    yet: before the compile, so that BCC opens it. Returns its pin."""
-    path = os.path.join(directory, contract.PIN_BUCKETS)
+def _key(slot: int) -> bytes:
+    return struct.pack("<I", slot)
+
+
+def prepare(directory: str, layout: Layout) -> str:
+    """Make and pin layout's buckets map in directory, where it is not pinned
+    yet: before the compile, so that BCC opens it. A map of another layout
+    there (the one this replaces) lends it its tables. Returns its pin."""
+    path = os.path.join(directory, layout.pin_buckets())
     if os.path.exists(path):
         return path
     template = _new_table(1)  # the inner maps' type, key and value; the size is each table's own
     try:
-        fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_HASH_OF_MAPS, NAME, 4, 4, contract.LIMIT_TABLES,
-                               inner_fd=template)
+        fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY_OF_MAPS, NAME, 4, 4, layout.slots, inner_fd=template)
     finally:
         os.close(template)
     try:
+        for name in sorted(os.listdir(directory)):
+            if name.startswith(contract.PIN_BUCKETS + "_"):
+                with libbpf.opened(os.path.join(directory, name)) as old:
+                    for slot in _slots(old, layout.slots):
+                        with _table(old, slot) as table:
+                            if table is not None:
+                                libbpf.map_update(fd, _key(slot), struct.pack("<I", table))
         libbpf.obj_pin(fd, path)
     finally:
         os.close(fd)
@@ -62,7 +75,7 @@ def prepare(directory: str) -> str:
 @contextlib.contextmanager
 def _table(outer: int, slot: int):
     """The fd of slot's table (None if it has none), closed after."""
-    raw = libbpf.map_lookup(outer, struct.pack("<I", slot), 4)
+    raw = libbpf.map_lookup(outer, _key(slot), 4)
     if raw is None:
         yield None
         return
@@ -77,8 +90,12 @@ def _table(outer: int, slot: int):
         os.close(fd)
 
 
-def _slots(outer: int) -> list[int]:
-    return [struct.unpack("<I", k)[0] for k in libbpf.map_keys(outer, 4)]
+def _slots(outer: int, most: int | None = None) -> list[int]:
+    """The slots that hold a table (below most)."""
+    size = libbpf.map_info(outer).max_entries
+    if most is not None:
+        size = min(size, most)
+    return [s for s in range(size) if libbpf.map_lookup(outer, _key(s), 4) is not None]
 
 
 def sync(path: str, rules: list[Rule], fresh: set[int]) -> None:
@@ -95,12 +112,12 @@ def sync(path: str, rules: list[Rule], fresh: set[int]) -> None:
                         continue
             table = _new_table(size)
             try:
-                libbpf.map_update(outer, struct.pack("<I", slot), struct.pack("<I", table))
+                libbpf.map_update(outer, _key(slot), struct.pack("<I", table))
             finally:
                 os.close(table)
         for slot in _slots(outer):
             if slot not in wanted:
-                libbpf.map_delete(outer, struct.pack("<I", slot))
+                libbpf.map_delete(outer, _key(slot))
 
 
 def count_keys(path: str, slots: list[int]) -> dict[int, int]:
