@@ -105,7 +105,7 @@ def main() -> None:
         print(f"  passed {r['passed']:,}, dropped {r['dropped']:,} (the UDP counters: {r['counted']['pass']:,} "
               f"passed, {r['counted']['drop']:,} dropped)")
         print(f"  table: {r['keys']:,} keys of {r['buckets_after']['max_entries']:,}, {r['evictions']:,} evicted, "
-              f"{r['ceiling_over']:,} stopped by the ceiling; buckets map {r['buckets_before']['memlock_bytes']:,} "
+              f"{r['ceiling_over']:,} stopped by the ceiling; its table {r['buckets_before']['memlock_bytes']:,} "
               f"bytes before, {r['buckets_after']['memlock_bytes']:,} after")
     print(f"the ceiling ({held['ceiling']}) allows {held['allowed']:,} frames in {held['seconds']:.2f} s; "
           f"passed {held['passed']:,}: {held['passed_over_allowed']:.3f}x of it")
