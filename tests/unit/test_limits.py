@@ -4,6 +4,9 @@ is held to), with exact counts worked out by hand."""
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 from click.testing import CliRunner
 
@@ -376,3 +379,32 @@ def test_a_feature_the_layout_lacks_does_not_fit_even_with_no_rules():
     grown = Layout().grown(bans)
     assert grown.engine and grown.actions == contract.FEAT_BANS and grown.fits(bans) and grown.fits(build([]).needs)
     assert ("XDPCTL_BANS", None) in grown.defines()
+
+
+@pytest.mark.parametrize("err", [errno.ENOMEM, errno.E2BIG, errno.EPERM])
+def test_a_table_the_kernel_will_not_make_is_one_line_naming_table(monkeypatch, err):
+    """A --table too large for the machine's memory: one line that says what
+    to change, not an internal error."""
+    from xdpctl.errors import KernelError
+    from xdpctl.rules import limit_tables
+
+    def refuse(*args, **kwargs):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(limit_tables.libbpf, "map_create", refuse)
+    with pytest.raises(KernelError, match=r"table of 4,194,304 keys .*smaller --table") as info:
+        limit_tables._new_table(4194304)
+    assert "\n" not in str(info.value) and str(info.value).endswith("nothing was changed")
+    monkeypatch.setattr(limit_tables.libbpf, "map_create",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EBADF, "Bad file descriptor")))
+    with pytest.raises(OSError):  # anything else is not the table's size: it stays what it is
+        limit_tables._new_table(16)
+
+
+def test_a_rules_table_is_its_table_or_the_least_for_one_bucket():
+    from xdpctl.rules import limit_tables
+    from xdpctl.rules.limits import TABLE_MIN
+
+    assert limit_tables.entries(limit(over="10/s", table="1024")) == 1024
+    assert limit_tables.entries(limit(over="10/s")) == 65536
+    assert limit_tables.entries(limit(over="10/s", per="rule")) == TABLE_MIN

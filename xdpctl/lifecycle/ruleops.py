@@ -18,7 +18,6 @@ from ..errors import BadInput, NotManaged, XdpctlError
 from ..datapath.layout import Layout
 from ..rules import actions
 from ..rules.actions import NO_STEER, Steer
-from ..rules import limits
 from ..rules.limits import Limit
 from ..rules.model import Match, Rule, general_limit, sort_rules
 from . import steering

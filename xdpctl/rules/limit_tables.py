@@ -18,11 +18,13 @@ slot no rule holds any more loses its table.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 
 from ..datapath import contract
 from ..datapath.layout import Layout
+from ..errors import KernelError
 from ..kernel import libbpf
 from . import limits
 from .model import Rule
@@ -38,8 +40,16 @@ def entries(limit: limits.Limit) -> int:
 
 
 def _new_table(max_entries: int) -> int:
-    return libbpf.map_create(libbpf.BPF_MAP_TYPE_LRU_HASH, TABLE_NAME, contract.LIMIT_KEY.size,
-                             contract.BUCKET.size, max_entries)
+    """A new table of max_entries keys (the kernel allocates it whole now)."""
+    try:
+        return libbpf.map_create(libbpf.BPF_MAP_TYPE_LRU_HASH, TABLE_NAME, contract.LIMIT_KEY.size,
+                                 contract.BUCKET.size, max_entries)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOMEM, errno.E2BIG, errno.EPERM):
+            raise
+        raise KernelError(f"the kernel would not make a table of {max_entries:,} keys for a rate-limited rule "
+                          f"({exc.strerror}): give it a smaller --table (or free memory); nothing was "
+                          "changed") from None
 
 
 def _key(slot: int) -> bytes:
