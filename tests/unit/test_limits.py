@@ -362,7 +362,12 @@ def test_rule_list_shows_the_limit_and_what_it_saw():
     console = Console(width=200, record=True)
     console.print(rules_table({"rules": [d]}))
     text = console.export_text()
-    assert "over 1000/s per src/24,64, 1,234 within, 0 evicted: proto udp dport 53" in text
+    assert "over 1000/s per src/24,64, 1,234 within, 2 of 65,536 keys, 0 evicted: proto udp dport 53" in text
+    one = Rule(ACTIONS["drop"], UDP53, id=2, seq=2, slot=1, limit=limit(over="10/s", per="rule")).describe()
+    one["hits"] = {"packets": 0, "bytes": 0}
+    one["limit"] = {"within": {"packets": 5, "bytes": 300}, "keys": 1, "evictions": 0, "ceiling_over": 0}
+    console.print(rules_table({"rules": [one]}))
+    assert "over 10/s per rule, 5 within, 0 evicted: proto udp dport 53" in console.export_text()
 
 
 def test_a_feature_the_layout_lacks_does_not_fit_even_with_no_rules():

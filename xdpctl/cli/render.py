@@ -237,7 +237,8 @@ def rules_table(data: dict) -> Table:
             match = f"cpu {r['cpu']}: {match}"
         if "over" in r:  # a rate limit: it decides only the frames over the rate (its hits)
             seen = r.get("limit")
-            extra = (f", {number(seen['within']['packets'])} within, {number(seen['evictions'])} evicted"
+            keys = f", {number(seen['keys'])} of {number(r['table'])} keys" if seen and "table" in r else ""
+            extra = (f", {number(seen['within']['packets'])} within{keys}, {number(seen['evictions'])} evicted"
                      if seen else "")
             match = f"over {r['over']} per {r['per']}{extra}: {match}"
         table.add_row(str(r["id"]), str(r["priority"]), r["action"], match,
