@@ -109,7 +109,9 @@ wall[host]=$(( $(date +%s) - start ))
 for k in "${kernels[@]}"; do
     start=$(date +%s)
     : >"$log.guest"
-    scripts/vm.sh --timeout "$GUEST_TIMEOUT" "$k" -- env XDPCTL_CACHE_DIR="$XDPCTL_CACHE_DIR" \
+    # As root, as the host's checks: the compile cache is root's (0700), and
+    # qemu must open it to show it to the guest.
+    as_root scripts/vm.sh --timeout "$GUEST_TIMEOUT" "$k" -- env XDPCTL_CACHE_DIR="$XDPCTL_CACHE_DIR" \
         scripts/matrix.sh --checks 2>&1 | tee "$log.guest" || true
     cat "$log.guest" >>"$log"
     # The guest's wall time from boot to exit, as vm.sh measured it (not the

@@ -190,8 +190,15 @@ if ! kvm_works; then
     accel="TCG (no KVM: $( [ -c /dev/kvm ] && echo "the CPU has no vmx/svm, or /dev/kvm is not usable" || echo "no /dev/kvm"))"
     vng_args+=(--disable-kvm)
 fi
-# virtme-ng mounts an empty tmpfs on /var/cache: show the host's xdpctl cache.
-[ -d /var/cache/xdpctl ] && RODIRS+=(/var/cache/xdpctl)
+# virtme-ng mounts an empty tmpfs on /var/cache: show the host's xdpctl cache,
+# where qemu (running as this user) can open it: it is root's, mode 0700.
+if [ -d /var/cache/xdpctl ]; then
+    if [ -r /var/cache/xdpctl ] && [ -x /var/cache/xdpctl ]; then
+        RODIRS+=(/var/cache/xdpctl)
+    else
+        say "note: the compile cache /var/cache/xdpctl is root's; the guest compiles what it loads (run vm.sh as root, or through sudo, to show it the cache)"
+    fi
+fi
 for d in "${RODIRS[@]}"; do
     [ -d "$d" ] || die "--rodir $d: no such directory"
     d=$(readlink -f "$d")
