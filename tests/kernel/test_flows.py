@@ -279,8 +279,7 @@ def test_the_table_is_bounded(klab):
     def memlock() -> int:
         with libbpf.opened(attachment(klab).pin("flows")) as fd:
             assert libbpf.map_info(fd).max_entries == 1024
-            with open(f"/proc/self/fdinfo/{fd}") as f:
-                return next(int(line.split()[1]) for line in f if line.startswith("memlock:"))
+            return libbpf.map_memlock(fd)
 
     before = memlock()
     with socket_in(lab.host_netns, socket.AF_INET, socket.SOCK_DGRAM) as s:

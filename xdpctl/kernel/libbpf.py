@@ -386,6 +386,13 @@ def prog_info(fd: int) -> ProgInfo:
     )
 
 
+def map_memlock(fd: int) -> int:
+    """The kernel memory a map holds, in bytes (fdinfo's memlock: an LRU or
+    preallocated hash holds all of it from the start)."""
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("memlock:"))
+
+
 def map_info(fd: int) -> MapInfo:
     info = _MapInfo()
     size = ctypes.c_uint32(ctypes.sizeof(info))

@@ -72,8 +72,8 @@ def prepare(directory: str, layout: Layout) -> str:
         for name in sorted(os.listdir(directory)):
             if name.startswith(contract.PIN_BUCKETS + "_"):
                 with libbpf.opened(os.path.join(directory, name)) as old:
-                    for slot in _slots(old, layout.slots):
-                        with _table(old, slot) as table:
+                    for slot, table_id in _tables(old, layout.slots).items():
+                        with _opened(table_id) as table:
                             if table is not None:
                                 libbpf.map_update(fd, _key(slot), struct.pack("<I", table))
         libbpf.obj_pin(fd, path)
@@ -82,15 +82,20 @@ def prepare(directory: str, layout: Layout) -> str:
     return path
 
 
-@contextlib.contextmanager
-def _table(outer: int, slot: int):
-    """The fd of slot's table (None if it has none), closed after."""
+def _table_id(outer: int, slot: int) -> int | None:
+    """The map id of slot's table, or None if it has none."""
     raw = libbpf.map_lookup(outer, _key(slot), 4)
-    if raw is None:
+    return None if raw is None else struct.unpack("<I", raw)[0]
+
+
+@contextlib.contextmanager
+def _opened(table_id: int | None):
+    """The fd of the table of that map id (None if there is none), closed after."""
+    if table_id is None:
         yield None
         return
     try:
-        fd = libbpf.map_fd_by_id(struct.unpack("<I", raw)[0])
+        fd = libbpf.map_fd_by_id(table_id)
     except FileNotFoundError:  # freed in between
         yield None
         return
@@ -100,12 +105,19 @@ def _table(outer: int, slot: int):
         os.close(fd)
 
 
-def _slots(outer: int, most: int | None = None) -> list[int]:
-    """The slots that hold a table (below most)."""
+def _table(outer: int, slot: int):
+    """The fd of slot's table (None if it has none), closed after."""
+    return _opened(_table_id(outer, slot))
+
+
+def _tables(outer: int, most: int | None = None) -> dict[int, int]:
+    """slot -> its table's map id, for the slots that hold one (below most):
+    one lookup each."""
     size = libbpf.map_info(outer).max_entries
     if most is not None:
         size = min(size, most)
-    return [s for s in range(size) if libbpf.map_lookup(outer, _key(s), 4) is not None]
+    found = {s: _table_id(outer, s) for s in range(size)}
+    return {s: i for s, i in found.items() if i is not None}
 
 
 def sync(path: str, rules: list[Rule], fresh: set[int]) -> None:
@@ -125,7 +137,7 @@ def sync(path: str, rules: list[Rule], fresh: set[int]) -> None:
                 libbpf.map_update(outer, _key(slot), struct.pack("<I", table))
             finally:
                 os.close(table)
-        for slot in _slots(outer):
+        for slot in _tables(outer):
             if slot not in wanted:
                 libbpf.map_delete(outer, _key(slot))
 
@@ -149,13 +161,11 @@ def memory(path: str) -> dict[int, dict]:
     is allocated whole when it is made: it cannot grow)."""
     out = {}
     with libbpf.opened(path) as outer:
-        for slot in _slots(outer):
-            with _table(outer, slot) as fd:
-                if fd is None:
-                    continue
-                with open(f"/proc/self/fdinfo/{fd}") as f:
-                    memlock = next(int(line.split()[1]) for line in f if line.startswith("memlock:"))
-                out[slot] = {"max_entries": libbpf.map_info(fd).max_entries, "memlock_bytes": memlock}
+        for slot, table_id in _tables(outer).items():
+            with _opened(table_id) as fd:
+                if fd is not None:
+                    out[slot] = {"max_entries": libbpf.map_info(fd).max_entries,
+                                 "memlock_bytes": libbpf.map_memlock(fd)}
     return out
 
 
